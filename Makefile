@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything installs from this repo.
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint dev bench clean
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(BIN)/imednet-assets: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(BIN)/imednet-assets
+
+demo: setup ## simulator -> lake + DuckDB under ./data, then a summary
+	$(BIN)/imednet-assets demo
+
+test: setup lint ## the whole suite (what CI runs)
+	$(BIN)/dagster definitions validate -m imednet_assets.definitions
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+dev: setup ## Dagster UI on the same code location, simulator running, DAGSTER_HOME under ./data
+	$(BIN)/imednet-assets dev
+
+bench: setup ## benchmark table, also written to docs/benchmarks.md
+	$(BIN)/imednet-assets bench
+
+clean:
+	rm -rf data bench-data
