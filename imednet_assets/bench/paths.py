@@ -1,0 +1,139 @@
+"""The three measured paths of the benchmark; each runs alone in a child process.
+
+`python -m imednet_assets.bench.paths <path> <base_url> <study> [options]` prints one JSON line:
+records, seconds and the child's peak RSS, so every path is measured on the same footing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+API_KEY = "bench-api-key"
+SECURITY_KEY = "bench-security-key"
+PLATFORM_ASSETS = (
+    "imednet/forms",
+    "imednet/variables",
+    "imednet/records",
+    "duckdb/records_long",
+    "duckdb/form_tables",
+)
+
+
+def _headers() -> dict[str, str]:
+    return {
+        "x-api-key": API_KEY,
+        "x-imn-security-key": SECURITY_KEY,
+        "accept": "application/json",
+    }
+
+
+async def _ceiling(base_url: str, study: str, concurrency: int) -> int:
+    """Raw concurrent fetch of every records page, bodies read and discarded: the physical limit."""
+    import httpx
+
+    url = f"{base_url}/api/v1/edc/studies/{study}/records"
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(headers=_headers(), limits=limits, timeout=60) as http:
+        first = await http.get(url, params={"page": 0, "size": 500})
+        first.raise_for_status()
+        body = orjson.loads(first.content)
+        total_pages = body["pagination"]["totalPages"]
+        records = len(body["data"])
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def fetch(page: int) -> int:
+            async with semaphore:
+                response = await http.get(url, params={"page": page, "size": 500})
+                response.raise_for_status()
+                # count without building objects: the ceiling must not pay for parsing
+                return response.content.count(b'"recordId"')
+
+        counts = await asyncio.gather(*(fetch(p) for p in range(1, total_pages)))
+    return records + sum(counts)
+
+
+def run_ceiling(base_url: str, study: str, concurrency: int) -> int:
+    return asyncio.run(_ceiling(base_url, study, concurrency))
+
+
+def run_sdk(base_url: str, study: str, work_dir: Path) -> int:
+    """What a user would otherwise write: SDK records + RecordMapper frame + DuckDB insert."""
+    import duckdb
+    from imednet import ImednetSDK
+    from imednet.workflows.record_mapper import RecordMapper
+
+    with ImednetSDK(
+        api_key=API_KEY, security_key=SECURITY_KEY, base_url=base_url, retries=3, backoff_factor=0.5
+    ) as sdk:
+        frame = RecordMapper(sdk).dataframe(study, use_labels_as_columns=False)
+    with duckdb.connect(str(work_dir / "sdk.duckdb")) as con:
+        con.register("frame", frame)
+        con.execute("CREATE OR REPLACE TABLE records AS SELECT * FROM frame")
+        return con.execute("SELECT count(*) FROM records").fetchone()[0]
+
+
+def run_platform(base_url: str, study: str, work_dir: Path, concurrency: int) -> int:
+    """This platform: the study's records into the lake and DuckDB through Dagster."""
+    os.environ.update(
+        IMEDNET_BASE_URL=base_url,
+        IMEDNET_API_KEY=API_KEY,
+        IMEDNET_SECURITY_KEY=SECURITY_KEY,
+        IMEDNET_ASSETS_DATA_DIR=str(work_dir),
+        IMEDNET_CONCURRENCY=str(concurrency),
+    )
+    import dagster as dg
+    import duckdb
+
+    from imednet_assets.definitions import defs
+    from imednet_assets.defs.partitions import study_partitions
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(study_partitions.name, [study])
+    job = defs.resolve_job_def("imednet_all_job")
+    result = job.execute_in_process(
+        partition_key=study,
+        instance=instance,
+        asset_selection=[dg.AssetKey.from_user_string(k) for k in PLATFORM_ASSETS],
+        raise_on_error=True,
+    )
+    assert result.success
+    with duckdb.connect(str(work_dir / "imednet.duckdb"), read_only=True) as con:
+        return con.execute(
+            "SELECT count(DISTINCT record_id) FROM records_long WHERE study_key = ?", [study]
+        ).fetchone()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path", choices=["ceiling", "sdk", "platform"])
+    parser.add_argument("base_url")
+    parser.add_argument("study")
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="imednet-bench-") as tmp:
+        work_dir = Path(tmp)
+        started = time.perf_counter()
+        if args.path == "ceiling":
+            records = run_ceiling(args.base_url, args.study, args.concurrency)
+        elif args.path == "sdk":
+            records = run_sdk(args.base_url, args.study, work_dir)
+        else:
+            records = run_platform(args.base_url, args.study, work_dir, args.concurrency)
+        seconds = time.perf_counter() - started
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"path": args.path, "records": records, "seconds": seconds, "peak_rss_mb": peak_rss_mb}
+    sys.stdout.write(orjson.dumps(out).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""`imednet-assets bench`: ceiling vs SDK path vs this platform, side by side on one simulator."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+RECORDS_PER_SUBJECT_GUESS = 50
+BENCH_STUDIES = 1
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Measurement:
+    path: str
+    records: int
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--records", type=int, default=100_000, help="records in the study")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="simulator latency")
+    parser.add_argument("--concurrency", type=int, default=8, help="client concurrency")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per path (median is kept)")
+    parser.add_argument(
+        "--scale-records",
+        type=int,
+        default=1_000_000,
+        help="records of the memory-scaling run of this platform (0 skips it)",
+    )
+    parser.add_argument("--skip-sdk", action="store_true", help="leave out the SDK path")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+
+
+def _run_path(path: str, base_url: str, study: str, concurrency: int) -> Measurement:
+    cmd = [
+        sys.executable,
+        "-m",
+        "imednet_assets.bench.paths",
+        path,
+        base_url,
+        study,
+        "--concurrency",
+        str(concurrency),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"bench path {path!r} failed:\n{tail}")
+    data = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return Measurement(data["path"], data["records"], data["seconds"], data["peak_rss_mb"])
+
+
+def _median(runs: list[Measurement]) -> Measurement:
+    ordered = sorted(runs, key=lambda m: m.seconds)
+    middle = ordered[len(ordered) // 2]
+    return Measurement(
+        middle.path,
+        middle.records,
+        statistics.median(m.seconds for m in runs),
+        max(m.peak_rss_mb for m in runs),
+    )
+
+
+def _simulated_study(records: int, latency_ms: float, seed: int):
+    from imednet_assets.simulator import SimulatorConfig, SimulatorServer
+
+    subjects = max(1, math.ceil(records / RECORDS_PER_SUBJECT_GUESS))
+    config = SimulatorConfig(
+        seed=seed,
+        studies=BENCH_STUDIES,
+        subjects=subjects,
+        latency_ms=latency_ms,
+        api_key="bench-api-key",
+        security_key="bench-security-key",
+    )
+    return SimulatorServer(config, subprocess=True)
+
+
+def _study_of(sim) -> tuple[str, int]:
+    stats = sim.stats()
+    study = sorted(stats["studies"])[0] if "studies" in stats else sorted(stats)[0]
+    per_study = stats["studies"][study] if "studies" in stats else stats[study]
+    return study, int(per_study["records"])
+
+
+def _table(rows: list[Measurement], ceiling: Measurement, sdk: Measurement | None) -> list[str]:
+    lines = [
+        "| path | records | seconds | records/s | peak RSS (MB) | ratio to ceiling "
+        "| ratio to SDK |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in rows:
+        to_ceiling = m.seconds / ceiling.seconds if ceiling.seconds else float("nan")
+        to_sdk = f"{sdk.seconds / m.seconds:.1f}x faster" if sdk and m.seconds else "-"
+        lines.append(
+            f"| {m.path} | {m.records:,} | {m.seconds:.2f} | {m.rate:,.0f} | {m.peak_rss_mb:,.0f} "
+            f"| {to_ceiling:.2f}x | {to_sdk} |"
+        )
+    return lines
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with _simulated_study(args.records, args.latency_ms, args.seed) as sim:
+        study, served = _study_of(sim)
+        print(
+            f"study {study}: {served:,} records, latency {args.latency_ms:g} ms/request, "
+            f"concurrency {args.concurrency}"
+        )
+        paths = ["ceiling", "platform"] + ([] if args.skip_sdk else ["sdk"])
+        results: dict[str, list[Measurement]] = {p: [] for p in paths}
+        for _ in range(args.repeat):
+            for path in paths:
+                m = _run_path(path, sim.base_url, study, args.concurrency)
+                print(
+                    f"  {path:<9} {m.records:>10,} records {m.seconds:8.2f} s "
+                    f"{m.peak_rss_mb:8.0f} MB"
+                )
+                results[path].append(m)
+    measured = {p: _median(runs) for p, runs in results.items()}
+    ceiling, platform_m, sdk = measured["ceiling"], measured["platform"], measured.get("sdk")
+    lines = _table(list(measured.values()), ceiling, sdk)
+
+    scale_lines: list[str] = []
+    if args.scale_records:
+        with _simulated_study(args.scale_records, args.latency_ms, args.seed) as sim:
+            study_big, served_big = _study_of(sim)
+            big = _run_path("platform", sim.base_url, study_big, args.concurrency)
+        ratio = big.peak_rss_mb / platform_m.peak_rss_mb
+        scale_lines = [
+            "",
+            "Memory scaling of this platform (target: peak RSS at the large study no more than "
+            "1.5x the small one):",
+            "",
+            "| records | seconds | records/s | peak RSS (MB) |",
+            "|---:|---:|---:|---:|",
+            f"| {platform_m.records:,} | {platform_m.seconds:.2f} | {platform_m.rate:,.0f} "
+            f"| {platform_m.peak_rss_mb:,.0f} |",
+            f"| {big.records:,} | {big.seconds:.2f} | {big.rate:,.0f} | {big.peak_rss_mb:,.0f} |",
+            "",
+            f"RSS ratio large/small: {ratio:.2f}x",
+        ]
+    targets = [
+        "",
+        "Targets: this platform at least 10x faster than the SDK path and within 1.5x of the "
+        "ceiling.",
+    ]
+    if sdk:
+        targets.append(
+            f"Reached: {sdk.seconds / platform_m.seconds:.1f}x the SDK path, "
+            f"{platform_m.seconds / ceiling.seconds:.2f}x the ceiling's time."
+        )
+    header = [
+        "# Benchmarks",
+        "",
+        f"Measured by `imednet-assets bench` (`make bench`) on {started}, {platform.machine()}, "
+        f"Python {platform.python_version()}. Simulator latency {args.latency_ms:g} ms per "
+        f"request, client concurrency {args.concurrency}, median of {args.repeat} run(s) per "
+        "path, each path in its own process. Times vary with the machine's load; read the ratios.",
+        "",
+        "- ceiling: raw concurrent fetch of every records page (500 per page), bodies discarded",
+        "- platform: Dagster materialization of forms, variables and records into the Parquet lake,"
+        " then `records_long` and the per-form tables into DuckDB",
+        "- sdk: `imednet` SDK 0.5.0 `RecordMapper.dataframe` (sequential pages of 100) + DuckDB "
+        "insert",
+        "",
+    ]
+    text = "\n".join(header + lines + targets + scale_lines) + "\n"
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print()
+    print(text)
+    print(f"written to {args.output}")
+    return 0

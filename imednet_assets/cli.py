@@ -1,0 +1,70 @@
+"""`imednet-assets` command line: simulate, demo, bench, dev."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from imednet_assets.simulator.server import run_from_args
+
+    run_from_args(args)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from imednet_assets.demo import run_demo
+
+    return run_demo(studies=args.studies, subjects=args.subjects, seed=args.seed)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from imednet_assets.bench.runner import run_bench
+
+    return run_bench(args)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from imednet_assets.demo import run_dev
+
+    return run_dev(port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from imednet_assets.bench.runner import add_bench_arguments
+    from imednet_assets.simulator.server import add_simulate_arguments
+
+    parser = argparse.ArgumentParser(prog="imednet-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    simulate = sub.add_parser("simulate", help="serve the built-in iMednet API simulator")
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(func=_simulate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="materialize every asset for every study (simulator unless IMEDNET_BASE_URL is set)",
+    )
+    demo.add_argument("--studies", type=int, default=3, help="simulated studies")
+    demo.add_argument("--subjects", type=int, default=40, help="simulated subjects per study")
+    demo.add_argument("--seed", type=int, default=7, help="simulator seed")
+    demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="benchmark against the ceiling and the SDK path")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=_bench)
+
+    dev = sub.add_parser("dev", help="Dagster UI with the simulator running")
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""`imednet-assets demo` and `dev`: the pipeline on the embedded simulator or a real account."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from imednet_assets import settings
+
+DEMO_API_KEY = "demo-api-key"
+DEMO_SECURITY_KEY = "demo-security-key"
+REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+def prepare_dagster_home(data: Path) -> Path:
+    """A persistent DAGSTER_HOME under the data dir, so partitions and history survive restarts."""
+    home = data / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    if REPO_DAGSTER_YAML.exists() and not (home / "dagster.yaml").exists():
+        shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@contextlib.contextmanager
+def api_source(studies: int, subjects: int, seed: int) -> Iterator[str]:
+    """Yield a description of the API in use: the configured account, else a simulator we start."""
+    if os.environ.get(settings.BASE_URL_ENV):
+        yield settings.redact(os.environ[settings.BASE_URL_ENV])
+        return
+    from imednet_assets.simulator import SimulatorConfig, SimulatorServer
+
+    config = SimulatorConfig(seed=seed, studies=studies, subjects=subjects)
+    with SimulatorServer(config, subprocess=True) as sim:
+        os.environ[settings.BASE_URL_ENV] = sim.base_url
+        os.environ[settings.API_KEY_ENV] = DEMO_API_KEY
+        os.environ[settings.SECURITY_KEY_ENV] = DEMO_SECURITY_KEY
+        try:
+            yield f"built-in simulator at {sim.base_url} ({studies} studies x {subjects} subjects)"
+        finally:
+            for name in (settings.BASE_URL_ENV, settings.API_KEY_ENV, settings.SECURITY_KEY_ENV):
+                os.environ.pop(name, None)
+
+
+def _table_counts(db_path: Path) -> dict[str, dict[str, int]]:
+    """Rows per table per study in the DuckDB file (read only)."""
+    import duckdb
+
+    counts: dict[str, dict[str, int]] = {}
+    if not db_path.exists():
+        return counts
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' ORDER BY table_name"
+            ).fetchall()
+        ]
+        for table in tables:
+            rows = con.execute(
+                f'SELECT study_key, count(*) FROM "{table}" GROUP BY study_key ORDER BY study_key'
+            ).fetchall()
+            counts[table] = {str(study): n for study, n in rows}
+    return counts
+
+
+def _print_summary(counts: dict[str, dict[str, int]], studies: list[str]) -> None:
+    width = max([len(t) for t in counts] + [5])
+    print(f"\n{'table':<{width}}  " + "  ".join(f"{s:>12}" for s in studies))
+    for table, per_study in counts.items():
+        cells = "  ".join(f"{per_study.get(s, 0):>12,}" for s in studies)
+        print(f"{table:<{width}}  {cells}")
+
+
+def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
+    """Materialize every asset for every study and print rows per table; 0 when all passed."""
+    data = settings.data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    os.environ[settings.DATA_DIR_ENV] = str(data)
+    prepare_dagster_home(data)
+    started = time.perf_counter()
+    with api_source(studies, subjects, seed) as source:
+        print(f"source: {source}")
+        import dagster as dg
+
+        from imednet_assets.client.settings import ClientSettings
+        from imednet_assets.client.sync import list_studies_sync
+        from imednet_assets.definitions import defs
+        from imednet_assets.defs.partitions import study_partitions
+
+        study_keys = sorted(s["studyKey"] for s in list_studies_sync(ClientSettings.from_env()))
+        instance = dg.DagsterInstance.get()
+        partition_set = study_partitions.name
+        known = set(instance.get_dynamic_partitions(partition_set))
+        instance.add_dynamic_partitions(partition_set, [k for k in study_keys if k not in known])
+        job = defs.resolve_job_def("imednet_all_job")
+        failed: list[str] = []
+        for key in study_keys:
+            t0 = time.perf_counter()
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False
+            )
+            bad_checks = [
+                e.check_name for e in result.get_asset_check_evaluations() if not e.passed
+            ]
+            ok = result.success and not bad_checks
+            status = "ok" if ok else f"FAILED {bad_checks or ''}".strip()
+            print(f"study {key}: {status} in {time.perf_counter() - t0:.1f} s")
+            if not ok:
+                failed.append(key)
+                for event in result.all_events:
+                    if event.is_failure and event.step_failure_data:
+                        message = event.step_failure_data.error.message.strip()
+                        print(f"  {event.step_key}: {message}")
+    _print_summary(_table_counts(settings.duckdb_path()), study_keys)
+    print(f"\ntook {time.perf_counter() - started:.1f} s")
+    print(f"DuckDB:       {settings.duckdb_path()}")
+    print(f"Parquet lake: {settings.lake_root()}")
+    print("Dagster UI:   make dev")
+    if failed:
+        print(f"failed studies: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_dev(port: int = 3000) -> int:
+    """Start the simulator, then `dagster dev` here with DAGSTER_HOME under ./data."""
+    data = settings.data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    os.environ[settings.DATA_DIR_ENV] = str(data)
+    prepare_dagster_home(data)
+    repo = Path(__file__).resolve().parent.parent
+    dagster = Path(sys.executable).with_name("dagster")
+    with api_source(studies=3, subjects=40, seed=7) as source:
+        print(f"source: {source}")
+        cmd = [str(dagster), "dev", "-w", str(repo / "workspace.yaml"), "-p", str(port)]
+        return subprocess.call(cmd, cwd=repo)
