@@ -59,7 +59,8 @@ def _table_counts(db_path: Path) -> dict[str, dict[str, int]]:
         tables = [
             r[0]
             for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' ORDER BY table_name"
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE schema_name = 'main' ORDER BY table_name"
             ).fetchall()
         ]
         for table in tables:
