@@ -1,0 +1,68 @@
+"""Determinism, hostile data, scale, and the subprocess runner."""
+
+from __future__ import annotations
+
+import httpx
+import psutil
+
+from imednet_assets.simulator import SimulatorConfig, SimulatorServer, build_store
+from imednet_assets_tests.simulator.conftest import KEYS, fetch_all
+
+
+def test_same_seed_same_bytes():
+    cfg = SimulatorConfig(seed=42, studies=2, subjects=4, hostile=True)
+    bodies = []
+    for _ in range(2):
+        with SimulatorServer(cfg) as s, httpx.Client(base_url=s.base_url, headers=KEYS) as c:
+            bodies.append([c.get(f"/api/v1/edc/studies/ONCO-02/{ep}",
+                                 params={"page": 1, "size": 37}).content
+                           for ep in ("records", "subjects", "visits", "recordRevisions",
+                                      "queries", "codings", "users", "variables")])
+    assert bodies[0] == bodies[1]
+    other = build_store(SimulatorConfig(seed=43, studies=2, subjects=4))
+    mine = build_store(SimulatorConfig(seed=42, studies=2, subjects=4))
+    assert other.list_page("records", "ONCO-02")[1] != mine.list_page("records", "ONCO-02")[1]
+
+
+def test_hostile_study():
+    cfg = SimulatorConfig(seed=1, studies=1, subjects=10, hostile=True)
+    with SimulatorServer(cfg) as s, httpx.Client(base_url=s.base_url, headers=KEYS) as c:
+        base = "/api/v1/edc/studies/CARDIO-01"
+        names = {v["variableName"] for v in fetch_all(c, f"{base}/variables")}
+        assert {"patient weight", "cost$usd", "lab.value", 'say "hi"', "it's", "select",
+                "from", "order", "température", "体重", "dateCreated"} <= names
+        stats = s.stats()["CARDIO-01"]
+        assert stats["records_by_form"]["EMPTY"] == 0 and stats["records_by_form"]["NOVARS"] > 0
+        forms = {f["formKey"] for f in fetch_all(c, f"{base}/forms")}
+        assert {"EMPTY", "NOVARS", "ODD FORM$1"} <= forms
+        odd = fetch_all(c, f"{base}/records", filter='formKey=="ODD FORM$1"')
+        assert len(odd) == 10
+        assert max(len(r["recordData"]["notes"]) for r in odd) == 100_000
+        novars = fetch_all(c, f"{base}/records", filter="formKey==NOVARS")
+        assert set(novars[0]["recordData"]) == {"dateCreated", "dateModified", "unvnum"}
+        quoted = c.get(f"{base}/records", params={"recordDataFilter": r'say "hi"==x'})
+        assert quoted.status_code == 400  # not a valid attribute name in the grammar
+
+
+def test_million_records_start_fast_and_serve_last_page():
+    rss0 = psutil.Process().memory_info().rss
+    with SimulatorServer(SimulatorConfig(seed=7, studies=1, subjects=20_000)) as s:
+        assert s.stats()["CARDIO-01"]["records"] == 1_000_000
+        with httpx.Client(base_url=s.base_url, headers=KEYS, timeout=60) as c:
+            body = c.get("/api/v1/edc/studies/CARDIO-01/records",
+                         params={"page": 1999, "size": 500}).json()
+        assert body["pagination"]["totalPages"] == 2000
+        assert len(body["data"]) == 500
+        assert body["data"][-1]["recordId"] == 100_000_000 + 1_000_000
+        grown = psutil.Process().memory_info().rss - rss0
+    # a generous bound: it catches materialising a million dicts (GBs), not noise
+    assert grown < 1_500_000_000
+
+
+def test_subprocess_mode():
+    cfg = SimulatorConfig(seed=2, studies=1, subjects=2)
+    with SimulatorServer(cfg, subprocess=True) as s:
+        assert s.store is None
+        r = httpx.get(f"{s.base_url}/api/v1/edc/studies", headers=KEYS)
+        assert r.json()["data"][0]["studyKey"] == "CARDIO-01"
+        assert s.stats()["CARDIO-01"]["records"] == 100
