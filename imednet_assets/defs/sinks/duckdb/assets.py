@@ -1,0 +1,232 @@
+"""DuckDB sink assets: one per table family, each replaying one study from the Parquet lake.
+
+Each asset only plans the write (which tables, which SELECT over which lake files); the
+`duckdb_io_manager` runs it in one transaction. Rows go lake -> DuckDB through `read_parquet`,
+never through Python; only the small data dictionary (variables) is read into Python to name
+columns.
+Deleted records (`deleted = true`) are kept, flagged, in records_long and the form tables.
+"""
+
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.sinks.duckdb import sql
+from imednet_assets.defs.sinks.duckdb.io_manager import ColumnTypes, StudyWrite, TableLoad
+from imednet_assets.defs.sinks.duckdb.naming import FormTable, mapping_tables, plan_form_tables
+
+LAKE_IO_MANAGER_KEY = "lake_io_manager"
+DUCKDB_IO_MANAGER_KEY = "duckdb_io_manager"
+POOL = "duckdb_writer"
+GROUP = "duckdb"
+
+#: Entities copied column for column (lake schema = table schema).
+PLAIN_ENTITIES = (
+    "studies",
+    "sites",
+    "intervals",
+    "subjects",
+    "visits",
+    "record_revisions",
+    "queries",
+)
+
+# Registered Arrow relations (names only live on the write's connection).
+_MAP = "_imednet_name_map"
+_DICTIONARY = "_imednet_dictionary"
+
+
+def _lake_in(entity: str) -> dg.AssetIn:
+    return dg.AssetIn(key=["imednet", entity], input_manager_key=LAKE_IO_MANAGER_KEY)
+
+
+def _sink(name: str, ins: dict[str, str], description: str):
+    """The decorator every DuckDB asset shares (study partitions, pool, io manager, kinds).
+
+    `ins` maps parameter name -> lake entity read through the lake IO manager.
+    """
+    return dg.asset(
+        key=["duckdb", name],
+        ins={param: _lake_in(entity) for param, entity in ins.items()},
+        partitions_def=study_partitions,
+        group_name=GROUP,
+        kinds={"duckdb"},
+        io_manager_key=DUCKDB_IO_MANAGER_KEY,
+        pool=POOL,
+        description=description,
+    )
+
+
+def _source(lake: LakeSlice, relations: dict[str, pa.Table]) -> str:
+    """FROM-clause text for a slice: its files, or an empty table of its schema when it has none."""
+    if lake.files:
+        return sql.read_parquet_sql(lake.files)
+    name = f"_imednet_empty_{lake.entity}"
+    relations[name] = lake.schema.empty_table()
+    return sql.quote_ident(name)
+
+
+def _read(lake: LakeSlice, columns: list[str]) -> pa.Table:
+    """Small dictionary columns of a slice (missing columns come back as nulls)."""
+    present = [c for c in columns if c in lake.schema.names]
+    table = (
+        lake.dataset().to_table(columns=present)
+        if lake.files
+        else lake.schema.empty_table().select(present)
+    )
+    for c in columns:
+        if c not in table.column_names:
+            table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+    return table
+
+
+def _dictionary(variables: LakeSlice) -> pa.Table:
+    return _read(
+        variables,
+        [
+            "form_key",
+            "variable_name",
+            "variable_type",
+            "label",
+            "variable_id",
+            "deleted",
+            "disabled",
+        ],
+    )
+
+
+def _distinct(lake: LakeSlice, column: str) -> list[str]:
+    values = pc.unique(_read(lake, [column]).column(column)).to_pylist()
+    return sorted(v for v in values if v is not None)
+
+
+def _plan(
+    forms: LakeSlice, variables: LakeSlice, records: LakeSlice | None = None
+) -> list[FormTable]:
+    """The study's naming plan; every asset derives it the same way, so the names agree."""
+    extra = _distinct(records, "form_key") if records is not None else []
+    return plan_form_tables(_distinct(forms, "form_key"), _dictionary(variables), extra)
+
+
+def _study(context: dg.AssetExecutionContext, *slices: LakeSlice) -> str:
+    study = context.partition_key
+    for lake in slices:
+        if lake.study_key != study:
+            raise dg.Failure(
+                f"lake slice of {lake.entity} is for study {lake.study_key}, "
+                f"the run is for study {study}"
+            )
+    return study
+
+
+def _entity_asset(entity: str) -> dg.AssetsDefinition:
+    @_sink(entity, {"lake": entity}, f"The lake's {entity}, copied as they are, by study.")
+    def _asset(context: dg.AssetExecutionContext, lake: LakeSlice) -> StudyWrite:
+        relations: dict[str, pa.Table] = {}
+        select = sql.entity_select_sql(_source(lake, relations))
+        return StudyWrite(
+            entity, _study(context, lake), (TableLoad(entity, lambda _types: select),), relations
+        )
+
+    return _asset
+
+
+entity_assets = [_entity_asset(entity) for entity in PLAIN_ENTITIES]
+
+
+@_sink(
+    "forms",
+    {"forms": "forms", "variables": "variables"},
+    "Forms of the study, with `table_name`: the wide DuckDB table holding its records.",
+)
+def forms_asset(
+    context: dg.AssetExecutionContext, forms: LakeSlice, variables: LakeSlice
+) -> StudyWrite:
+    study = _study(context, forms, variables)
+    name_map, _ = mapping_tables(_plan(forms, variables))
+    relations: dict[str, pa.Table] = {_MAP: name_map}
+    select = sql.with_mapping_sql(_source(forms, relations), _MAP, ["form_key"], ["table_name"])
+    return StudyWrite("forms", study, (TableLoad("forms", lambda _types: select),), relations)
+
+
+@_sink(
+    "variables",
+    {"variables": "variables"},
+    "Data dictionary: one row per variable (form key/name, type, label, sequence) with "
+    "`column_name` (and `raw_column_name`, `column_type`) in its form's wide table.",
+)
+def variables_asset(context: dg.AssetExecutionContext, variables: LakeSlice) -> StudyWrite:
+    study = _study(context, variables)
+    # Column names depend only on the variables of each form, so the forms slice is not needed.
+    plan = plan_form_tables([], _dictionary(variables))
+    _, name_map = mapping_tables(plan)
+    relations: dict[str, pa.Table] = {_MAP: name_map}
+    select = sql.with_mapping_sql(
+        _source(variables, relations),
+        _MAP,
+        ["form_key", "variable_name"],
+        ["column_name", "raw_column_name", "column_type"],
+    )
+    return StudyWrite(
+        "variables", study, (TableLoad("variables", lambda _types: select),), relations
+    )
+
+
+@_sink(
+    "records_long",
+    {"records": "records", "variables": "variables"},
+    "Long table: one row per record x recordData key (raw text value), with label and type "
+    "for keys that are variables; housekeeping keys are kept with is_variable = false.",
+)
+def records_long_asset(
+    context: dg.AssetExecutionContext, records: LakeSlice, variables: LakeSlice
+) -> StudyWrite:
+    study = _study(context, records, variables)
+    plan = plan_form_tables([], _dictionary(variables))
+    _, dictionary = mapping_tables(plan)
+    relations: dict[str, pa.Table] = {_DICTIONARY: dictionary}
+    select = sql.long_select_sql(_source(records, relations), _DICTIONARY)
+    return StudyWrite(
+        "records_long", study, (TableLoad("records_long", lambda _types: select),), relations
+    )
+
+
+def _wide_load(plan: FormTable, source: str) -> TableLoad:
+    def build(types: ColumnTypes) -> str:
+        text = [
+            c.column_name for c in plan.columns if types.get(c.column_name.lower()) == "VARCHAR"
+        ]
+        return sql.wide_select_sql(source, plan.form_key, plan.columns, text)
+
+    comments = {c.raw_column_name: sql.raw_comment(c.column_name)
+                for c in plan.columns if c.raw_column_name is not None}
+    return TableLoad(plan.table_name, build, comments)
+
+
+@_sink(
+    "form_tables",
+    {"forms": "forms", "variables": "variables", "records": "records"},
+    "One wide table per form (`form_<key>`): record meta columns, then one typed column per "
+    "variable plus `<col>__raw` text for non-text variables. All forms of a study in one "
+    "transaction; empty forms still get their table.",
+)
+def form_tables_asset(
+    context: dg.AssetExecutionContext, forms: LakeSlice, variables: LakeSlice, records: LakeSlice
+) -> StudyWrite:
+    study = _study(context, forms, variables, records)
+    relations: dict[str, pa.Table] = {}
+    source = _source(records, relations)
+    loads = tuple(_wide_load(p, source) for p in _plan(forms, variables, records))
+    return StudyWrite("form_tables", study, loads, relations, stale_prefix=sql.FORM_TABLE_PREFIX)
+
+
+duckdb_assets: list[dg.AssetsDefinition] = [
+    *entity_assets,
+    forms_asset,
+    variables_asset,
+    records_long_asset,
+    form_tables_asset,
+]

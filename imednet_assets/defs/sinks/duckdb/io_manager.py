@@ -1,0 +1,229 @@
+"""DuckDB sink IO manager: replays one study's slice of one or more tables in a single transaction.
+
+Why not dagster-duckdb's IO manager: it inserts by column position, deletes outside a transaction
+and keeps the file lock after a failed write. Here: `BEGIN; (create/add/widen columns);
+DELETE slice; INSERT ... BY NAME SELECT ...; COMMIT`, ROLLBACK on any error, and the connection
+is closed in `finally` (`DuckDBResource.get_connection` only closes it on success).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+from dagster_duckdb import DuckDBResource
+
+from imednet_assets.defs.sinks.duckdb import sql
+
+# Table column types as DuckDB spells them, keyed by lower-cased column name.
+ColumnTypes = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """One table to replay: `build_select(current column types)` gives the rows of the study.
+
+    The select is built after the table schema was synced, so it can follow the table (a column
+    widened to VARCHAR gets raw text).
+    """
+
+    table: str
+    build_select: Callable[[ColumnTypes], str]
+    comments: Mapping[str, str] = field(default_factory=dict)  # column -> comment
+
+
+@dataclass(frozen=True)
+class StudyWrite:
+    """Everything one asset writes for one study, committed together or not at all.
+
+    `relations` are Arrow tables registered on the connection for the selects to join against.
+    `stale_prefix`: this study's rows are also deleted from every other table with this name prefix
+    (a form removed from the study must not leave its old rows behind).
+    """
+
+    asset_name: str
+    study_key: str
+    loads: tuple[TableLoad, ...]
+    relations: Mapping[str, pa.Table] = field(default_factory=dict)
+    stale_prefix: str | None = None
+
+
+class DuckDBSinkError(Exception):
+    """A DuckDB write failed; the message names the asset, study, database and table."""
+
+
+def _before_insert(conn: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Seam between DELETE and INSERT (tests inject a failure here); does nothing."""
+
+
+def table_columns(
+    conn: duckdb.DuckDBPyConnection, table: str
+) -> dict[str, tuple[str, str, str | None]]:
+    """lower(name) -> (name, type, comment) of a table; empty when the table does not exist."""
+    rows = conn.execute(
+        "SELECT column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+        [sql.SCHEMA, table],
+    ).fetchall()
+    return {name.lower(): (name, ctype, comment) for name, ctype, comment in rows}
+
+
+def sync_schema(conn: duckdb.DuckDBPyConnection, table: str, wanted: list[tuple[str, str]]) -> None:
+    """Create the table, add new columns, widen clashing types to VARCHAR. Never drops anything."""
+    # A column that is NULL in every row of the source has DuckDB type "NULL": store it as text.
+    wanted = [(name, "VARCHAR" if ctype == '"NULL"' else ctype) for name, ctype in wanted]
+    existing = table_columns(conn, table)
+    if not existing:
+        conn.execute(sql.create_table_sql(table, wanted))
+        return
+    restores: list[tuple[str, str]] = []
+    for name, ctype in wanted:
+        have = existing.get(name.lower())
+        if have is None:
+            conn.execute(sql.add_column_sql(table, name, ctype))
+        elif have[1] not in (ctype, "VARCHAR"):
+            # Same column, different types in different studies: text holds both losslessly.
+            conn.execute(sql.widen_column_sql(table, have[0]))
+            marker = sql.raw_comment(have[0])
+            raws = [col for col, _, comment in existing.values() if comment == marker]
+            restores += [(have[0], raw) for raw in raws[:1]]
+    for column, raw_column in restores:
+        conn.execute(sql.restore_raw_sql(table, column, raw_column))
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Best effort: the original error matters more than a failed ROLLBACK (the connection is
+    closed right after, which discards an open transaction anyway)."""
+    with contextlib.suppress(duckdb.Error):
+        conn.execute("ROLLBACK")
+
+
+def write_study(
+    conn: duckdb.DuckDBPyConnection, write: StudyWrite, database: str
+) -> dict[str, int]:
+    """Replay `write` in one transaction; returns the study's row count per table."""
+    table = "(setup)"
+    try:
+        for name, relation in write.relations.items():
+            conn.register(name, relation)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for load in write.loads:
+                table = load.table
+                wanted = conn.execute(sql.describe_sql(load.build_select({}))).fetchall()
+                sync_schema(conn, table, [(row[0], row[1]) for row in wanted])
+                for column, comment in load.comments.items():
+                    conn.execute(sql.comment_column_sql(table, column, comment))
+            if write.stale_prefix is not None:
+                mine = {load.table.lower() for load in write.loads}
+                for (other,) in conn.execute(sql.list_tables_sql(write.stale_prefix)).fetchall():
+                    if other.lower() not in mine:
+                        table = other
+                        conn.execute(sql.delete_slice_sql(other), [write.study_key])
+            counts: dict[str, int] = {}
+            for load in write.loads:
+                table = load.table
+                types = {k: v[1] for k, v in table_columns(conn, table).items()}
+                conn.execute(sql.delete_slice_sql(table), [write.study_key])
+                _before_insert(conn, table)
+                conn.execute(sql.insert_by_name_sql(table, load.build_select(types)))
+                counts[table] = conn.execute(
+                    sql.count_slice_sql(table), [write.study_key]
+                ).fetchone()[0]
+            table = "(commit)"
+            conn.execute("COMMIT")
+            return counts
+        except BaseException:
+            _rollback(conn)
+            raise
+    except duckdb.Error as err:
+        raise DuckDBSinkError(
+            f"DuckDB write of {write.asset_name} for study {write.study_key} failed "
+            f"(database {database}, table {table}): {err}"
+        ) from err
+
+
+def markdown_preview(conn: duckdb.DuckDBPyConnection, table: str, study_key: str) -> str:
+    """First 5 rows of the study's slice as a small markdown table (cells cut to 40 characters)."""
+    cur = conn.execute(sql.preview_slice_sql(table), [study_key])
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+
+    def cell(value: object) -> str:
+        text = "" if value is None else str(value)
+        text = text.replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= 40 else text[:39] + "…"
+
+    lines = ["| " + " | ".join(cell(n) for n in names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _tables_of(context: dg.InputContext | dg.OutputContext) -> str:
+    """`duckdb/<name>` -> table `<name>`; `duckdb/form_tables` means every `form_*` table."""
+    return context.asset_key.path[-1]
+
+
+class DuckDBSinkIOManager(dg.ConfigurableIOManager):
+    """Writes a `StudyWrite` for the run's study partition; loads the study's rows back as Arrow."""
+
+    duckdb: DuckDBResource
+
+    def handle_output(self, context: dg.OutputContext, obj: StudyWrite) -> None:
+        study = context.partition_key
+        if not isinstance(obj, StudyWrite) or obj.study_key != study:
+            raise dg.Failure(
+                f"DuckDB sink {context.asset_key.to_user_string()} for study {study}: expected a "
+                f"StudyWrite for that study, got {type(obj).__name__}"
+            )
+        with self.duckdb.get_connection() as conn:
+            try:
+                counts = write_study(conn, obj, self.duckdb.database)
+                biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
+                preview = markdown_preview(conn, biggest, study) if biggest else ""
+            except DuckDBSinkError as err:
+                raise dg.Failure(description=str(err)) from None
+            finally:
+                conn.close()
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "dagster/row_count": sum(counts.values()),
+            "dagster/table_name": (
+                f"{sql.SCHEMA}.{next(iter(counts))}" if len(counts) == 1 else f"{sql.SCHEMA}.*"
+            ),
+            "duckdb_database": self.duckdb.database,
+            "tables": dg.MetadataValue.json(sorted(counts)),
+            "preview": dg.MetadataValue.md(preview),
+        }
+        if obj.stale_prefix is not None:
+            metadata["form_row_counts"] = dg.MetadataValue.json(dict(sorted(counts.items())))
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> pa.Table | dict[str, pa.Table]:
+        """The study's rows of the asset's table (form_tables: a dict table name -> rows)."""
+        study = context.partition_key
+        name = _tables_of(context)
+        with self.duckdb.get_connection() as conn:
+            try:
+                if name == "form_tables":
+                    names = [
+                        t
+                        for (t,) in conn.execute(
+                            sql.list_tables_sql(sql.FORM_TABLE_PREFIX)
+                        ).fetchall()
+                    ]
+                    return {
+                        t: conn.execute(sql.select_slice_sql(t), [study]).fetch_arrow_table()
+                        for t in names
+                    }
+                return conn.execute(sql.select_slice_sql(name), [study]).fetch_arrow_table()
+            except duckdb.Error as err:
+                raise dg.Failure(
+                    description=f"DuckDB read of {name} for study {study} failed "
+                    f"(database {self.duckdb.database}): {err}"
+                ) from None
+            finally:
+                conn.close()
