@@ -1,0 +1,61 @@
+"""The one entry point: every asset, the IO managers, the API resource, jobs and sensors.
+
+Loads without any environment variable set: secrets are `dg.EnvVar`s resolved at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import dagster as dg
+
+from imednet_assets.defs.automation.sensors import ALL_JOB_NAME, study_discovery_sensor
+from imednet_assets.defs.ingest import definitions as ingest_definitions
+from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.resources import ImednetResource
+from imednet_assets.settings import API_KEY_ENV, BASE_URL_ENV, SECURITY_KEY_ENV
+
+DUCKDB_DEFS_MODULE = "imednet_assets.defs.sinks.duckdb.definitions"
+
+
+# Only `defs` may be a Definitions at module scope (Dagster refuses several), hence functions.
+
+
+def _optional_defs(module: str) -> list[dg.Definitions]:
+    """A destination's defs if its package is installed in this tree (import errors still raise)."""
+    if importlib.util.find_spec(module) is None:
+        return []
+    return [importlib.import_module(module).defs]
+
+
+# every asset, one study per run (the CLI `demo` and the discovery sensor run it per study)
+imednet_all_job = dg.define_asset_job(
+    name=ALL_JOB_NAME,
+    selection=dg.AssetSelection.all(),
+    partitions_def=study_partitions,
+    description="Everything for one study: API -> lake -> destinations.",
+)
+
+
+def _top_level_defs() -> dg.Definitions:
+    """Jobs, sensors and the resources shared by every part (secrets from the environment)."""
+    return dg.Definitions(
+        jobs=[imednet_all_job],
+        sensors=[study_discovery_sensor],
+        resources={
+            "imednet": ImednetResource(
+                base_url=dg.EnvVar(BASE_URL_ENV),
+                api_key=dg.EnvVar(API_KEY_ENV),
+                security_key=dg.EnvVar(SECURITY_KEY_ENV),
+            ),
+            LAKE_IO_MANAGER_KEY: LakeIOManager(),
+        },
+    )
+
+
+defs = dg.Definitions.merge(
+    ingest_definitions.defs, *_optional_defs(DUCKDB_DEFS_MODULE), _top_level_defs()
+)

@@ -1,0 +1,100 @@
+"""Ingest assets: one per API entity, partitioned by study, streamed into the Parquet lake.
+
+Each asset returns a `LakeWrite` whose batches are fetched lazily while the lake IO manager
+writes them, so a study of any size flows through in bounded memory. A client error mid-stream
+fails the write and the previous lake slice stays in place.
+"""
+
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from imednet_assets.client.arrow import SCHEMAS
+from imednet_assets.client.settings import ClientSettings
+from imednet_assets.client.sync import iter_batches_sync
+from imednet_assets.defs.lake.slice import FORM_COLUMN, STUDY_COLUMN, LakeWrite
+from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.resources import ImednetResource
+
+INGEST_GROUP = "ingest"
+LAKE_IO_MANAGER_KEY = "lake_io_manager"
+
+# entity -> (id column the lake sorts by, description)
+ENTITIES: dict[str, tuple[str, str]] = {
+    "studies": ("study_id", "The study's own row from the study list."),
+    "sites": ("site_id", "Sites (hospitals, clinics) of the study."),
+    "intervals": ("interval_id", "Planned visits of the protocol (Screening, Week 4, ...)."),
+    "forms": ("form_id", "eCRF definitions of the study."),
+    "variables": ("variable_id", "Questions on the study's forms, with types and labels."),
+    "subjects": ("subject_id", "Participants of the study."),
+    "visits": ("visit_id", "Each subject's instances of the planned intervals."),
+    "records": ("record_id", "Filled-in forms with their answers, split by form in the lake."),
+    "record_revisions": ("record_revision_id", "Audit trail of the study's records."),
+    "queries": ("annotation_id", "Data-cleaning queries with their comment history."),
+}
+SPLIT_BY = {"records": FORM_COLUMN}
+
+
+def asset_key(entity: str) -> dg.AssetKey:
+    return dg.AssetKey(["imednet", entity])
+
+
+def _study_row(settings: ClientSettings, study_key: str) -> Iterator[pa.RecordBatch]:
+    """The one row of `study_key` out of the (small) study list; an absent study is an error,
+    not an empty slice, so a lost permission never wipes the lake."""
+    found = 0
+    for batch in iter_batches_sync(settings, "studies", None):
+        mine = batch.filter(pc.equal(batch.column(STUDY_COLUMN), study_key))
+        found += mine.num_rows
+        if mine.num_rows:
+            yield mine
+    if not found:
+        raise LookupError(f"study {study_key!r} is not in the API's study list")
+
+
+def _batches(settings: ClientSettings, entity: str, study_key: str) -> Iterator[pa.RecordBatch]:
+    """Lazy: nothing is fetched until the lake IO manager starts writing."""
+    if entity == "studies":
+        yield from _study_row(settings, study_key)
+    else:
+        yield from iter_batches_sync(settings, entity, study_key)
+
+
+def _build(entity: str) -> dg.AssetsDefinition:
+    sort_by, description = ENTITIES[entity]
+
+    @dg.asset(
+        key=asset_key(entity),
+        description=description,
+        partitions_def=study_partitions,
+        group_name=INGEST_GROUP,
+        io_manager_key=LAKE_IO_MANAGER_KEY,
+        kinds={"parquet"},
+        tags={"imednet/layer": INGEST_GROUP},
+        metadata={"entity": entity, "sort_by": sort_by},
+    )
+    def _asset(context: dg.AssetExecutionContext, imednet: ImednetResource) -> Any:
+        # Any: a LakeWrite, or {study: LakeWrite} for a run over several studies
+        settings = imednet.settings()
+        writes = {
+            study: LakeWrite(
+                entity=entity,
+                study_key=study,
+                schema=SCHEMAS[entity],
+                batches=_batches(settings, entity, study),
+                sort_by=sort_by,
+                split_by=SPLIT_BY.get(entity),
+            )
+            for study in context.partition_keys
+        }
+        # a run over several studies (single-run backfill) hands the lake one write per study
+        return writes if len(writes) > 1 else next(iter(writes.values()))
+
+    return _asset
+
+
+ingest_assets: list[dg.AssetsDefinition] = [_build(entity) for entity in ENTITIES]

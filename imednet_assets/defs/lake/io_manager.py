@@ -1,0 +1,439 @@
+"""Parquet lake IO manager: streams a `LakeWrite` into a staging folder, then swaps the study
+folder in by rename, so a reader sees the old slice or the new one, never a mix."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from imednet_assets.defs.lake.slice import (
+    LOCK_DIR,
+    NULL_PARTITION,
+    STAGING_DIR,
+    STUDY_COLUMN,
+    TRASH_DIR,
+    LakeSlice,
+    LakeWrite,
+    encode,
+    entity_dir,
+    lake_schema,
+    part_file_name,
+    study_dir,
+    study_folder_name,
+)
+from imednet_assets.settings import lake_root
+
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 3
+PREVIEW_ROWS = 5
+PREVIEW_COLUMNS = 8
+PREVIEW_CELL_CHARS = 40
+
+
+class LakeWriteError(RuntimeError):
+    """A study slice could not be written; the previous slice is left as it was."""
+
+
+class _FileRoller:
+    """Writes one folder's `part-NNNNN.parquet` files: fixed row groups, rolled at a row count,
+    each file sorted by the id column (re-sorted after closing if rows came out of order)."""
+
+    def __init__(
+        self, folder: Path, schema: pa.Schema, sort_by: str, rows_per_file: int, row_group_rows: int
+    ) -> None:
+        self.folder = folder
+        self.schema = schema
+        self.sort_by = sort_by
+        self.rows_per_file = rows_per_file
+        self.row_group_rows = row_group_rows
+        self.files: list[Path] = []
+        self.num_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._file_rows = 0
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+        self._last_id: Any = None
+        self._sorted = True
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        while batch.num_rows:
+            if self._writer is None:
+                self._open()
+            room = self.rows_per_file - self._file_rows - self._buffered
+            piece, batch = batch.slice(0, room), batch.slice(room)
+            self._track_order(piece)
+            self._buffer.append(piece)
+            self._buffered += piece.num_rows
+            self.num_rows += piece.num_rows
+            if self._buffered >= self.row_group_rows:
+                self._flush(final=False)
+            if self._file_rows + self._buffered >= self.rows_per_file:
+                self._close_file()
+
+    def close(self, *, write_empty: bool) -> None:
+        """Finish the last file; `write_empty` writes a schema-only file when nothing came in."""
+        if self._writer is None and write_empty and not self.files:
+            self._open()
+        if self._writer is not None:
+            self._close_file()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    def _open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / part_file_name(len(self.files))
+        self.files.append(path)
+        self._writer = _parquet_writer(path, self.schema)
+        self._file_rows = 0
+        self._last_id = None
+        self._sorted = True
+
+    def _track_order(self, piece: pa.RecordBatch) -> None:
+        if not self._sorted or not piece.num_rows:
+            return
+        ids = piece.column(self.sort_by)
+        if ids.null_count:
+            self._sorted = False
+            return
+        if self._last_id is not None and ids[0].as_py() < self._last_id:
+            self._sorted = False
+            return
+        if piece.num_rows > 1 and not pc.all(pc.greater_equal(ids[1:], ids[:-1])).as_py():
+            self._sorted = False
+            return
+        self._last_id = ids[-1].as_py()
+
+    def _flush(self, *, final: bool) -> None:
+        """Write whole row groups of `row_group_rows` (all buffered rows when `final`)."""
+        if not self._buffered:
+            return
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        take = self._buffered if final else self._buffered - self._buffered % self.row_group_rows
+        # one contiguous chunk: identical bytes whatever page sizes the rows arrived in
+        assert self._writer is not None
+        self._writer.write_table(
+            table.slice(0, take).combine_chunks(), row_group_size=self.row_group_rows
+        )
+        rest = table.slice(take)
+        self._buffer = rest.to_batches()
+        self._buffered = rest.num_rows
+        self._file_rows += take
+
+    def _close_file(self) -> None:
+        self._flush(final=True)
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
+        path = self.files[-1]
+        if not self._sorted:
+            # bounded by rows_per_file: only this one file is read back
+            table = pq.read_table(path, schema=self.schema).sort_by(self.sort_by)
+            with _parquet_writer(path, self.schema) as writer:
+                writer.write_table(table.combine_chunks(), row_group_size=self.row_group_rows)
+        _fsync(path)
+
+
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL
+    )
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The batch in the slice's schema (same names and types), or a clear error."""
+    if batch.schema.equals(schema, check_metadata=False):
+        return batch
+    if batch.schema.names != schema.names:
+        raise ValueError(
+            f"batch columns {batch.schema.names} differ from the schema {schema.names}"
+        )
+    return batch.cast(schema)
+
+
+def _check_study(batch: pa.RecordBatch, study_key: str) -> None:
+    """Rows of another study must never land in this study's slice."""
+    if STUDY_COLUMN not in batch.schema.names or not batch.num_rows:
+        return
+    column = batch.column(STUDY_COLUMN)
+    wrong = pc.invert(pc.fill_null(pc.equal(column, study_key), False))
+    if pc.any(wrong).as_py():
+        other = column.filter(wrong)[0].as_py()
+        raise ValueError(f"a row of study {other!r} came in for study {study_key!r}")
+
+
+def _split(batch: pa.RecordBatch, column: str) -> Iterator[tuple[str | None, pa.RecordBatch]]:
+    """(value, rows) per distinct value of `column`, in first-seen order."""
+    values = batch.column(column)
+    for value in pc.unique(values).to_pylist():
+        mask = pc.is_null(values) if value is None else pc.equal(values, value)
+        yield value, batch.filter(pc.fill_null(mask, False))
+
+
+def _preview(rows: list[dict[str, Any]], schema: pa.Schema) -> str:
+    """A small markdown table of the first rows (first columns, long cells cut)."""
+    names = schema.names[:PREVIEW_COLUMNS]
+
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value)
+        if len(text) > PREVIEW_CELL_CHARS:
+            text = text[: PREVIEW_CELL_CHARS - 1] + "…"
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(cell(row.get(n)) for n in names) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _study_lock(root: Path, entity: str, study_key: str) -> Iterator[None]:
+    """Serialise swap and recovery of one study folder across processes."""
+    locks = entity_dir(root, entity) / LOCK_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{study_folder_name(study_key)}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _trash_entries(root: Path, entity: str, study_key: str) -> list[Path]:
+    trash = entity_dir(root, entity) / TRASH_DIR
+    prefix = study_folder_name(study_key) + "."
+    if not trash.is_dir():
+        return []
+    return [p for p in trash.iterdir() if p.name.startswith(prefix)]
+
+
+def recover(root: Path, entity: str, study_key: str) -> None:
+    """Finish a swap a crash interrupted: no study folder but an old one in the trash -> put it
+    back; a study folder and leftover trash -> the swap had finished, drop the trash."""
+    target = study_dir(root, entity, study_key)
+    leftovers = _trash_entries(root, entity, study_key)
+    if not target.exists() and leftovers:
+        newest = max(leftovers, key=lambda p: p.stat().st_mtime_ns)
+        os.rename(newest, target)
+        leftovers.remove(newest)
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _swap(root: Path, entity: str, study_key: str, staged: Path) -> None:
+    """old -> trash, staged -> place, remove trash; the two renames are the only visible steps."""
+    target = study_dir(root, entity, study_key)
+    trash = entity_dir(root, entity) / TRASH_DIR / f"{target.name}.{uuid.uuid4().hex}"
+    with _study_lock(root, entity, study_key):
+        recover(root, entity, study_key)
+        if target.exists():
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(target, trash)
+        os.rename(staged, target)
+        _fsync(target.parent)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+class LakeIOManager(dg.ConfigurableIOManager):
+    """Hive-partitioned Parquet lake: `<root>/<entity>/study_key=<S>/[form_key=<F>/]part-*.parquet`.
+
+    Outputs are `LakeWrite`s (or a mapping study -> `LakeWrite` for a run over several study
+    partitions); inputs are `LakeSlice`s (a list of them for several partitions).
+    """
+
+    root: str | None = Field(
+        default=None, description="Lake root folder; defaults to <IMEDNET_ASSETS_DATA_DIR>/lake."
+    )
+    rows_per_file: int = Field(default=1_000_000, description="Roll to a new file after this.")
+    row_group_rows: int = Field(default=32_768, description="Rows per Parquet row group.")
+
+    def root_path(self) -> Path:
+        return Path(self.root) if self.root else lake_root()
+
+    # -- output ---------------------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: LakeWrite | Mapping[str, LakeWrite]):
+        asset = context.asset_key.to_user_string()
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        if isinstance(obj, LakeWrite):
+            if len(keys) > 1:
+                raise LakeWriteError(
+                    f"{asset}: one LakeWrite for study {obj.study_key!r} cannot cover the "
+                    f"{len(keys)} partitions {keys}; return one LakeWrite per study"
+                )
+            writes = {obj.study_key: obj}
+        elif isinstance(obj, Mapping):
+            writes = dict(obj)
+        else:
+            raise LakeWriteError(f"{asset}: the lake IO manager takes a LakeWrite, got {type(obj)}")
+        if keys and sorted(writes) != sorted(keys):
+            raise LakeWriteError(
+                f"{asset}: output is for studies {sorted(writes)} but the run's partitions are "
+                f"{sorted(keys)}"
+            )
+        results = {study: self._write(context, asset, write) for study, write in writes.items()}
+        context.add_output_metadata(self._metadata(results))
+
+    def _write(self, context: dg.OutputContext, asset: str, write: LakeWrite) -> dict[str, Any]:
+        root = self.root_path()
+        target = study_dir(root, write.entity, write.study_key)
+        staging_root = entity_dir(root, write.entity) / STAGING_DIR
+        self._sweep_staging(context, staging_root)
+        staging = staging_root / f"{context.run_id}-{uuid.uuid4().hex}"
+        staged = staging / target.name
+        try:
+            stats = self._stream(write, staged)
+            _swap(root, write.entity, write.study_key, staged)
+        except Exception as exc:
+            raise LakeWriteError(
+                f"{asset}: writing the lake slice for study {write.study_key!r} "
+                f"(partition {write.study_key!r}) to {target} failed, the previous slice is kept: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            close = getattr(write.batches, "close", None)
+            if close is not None:
+                close()
+            shutil.rmtree(staging, ignore_errors=True)
+        files = sorted(target.rglob("*.parquet"))
+        return {**stats, "path": target, "files": len(files)}
+
+    def _stream(self, write: LakeWrite, staged: Path) -> dict[str, Any]:
+        """Consume the batches into `staged`; returns row counts and a preview."""
+        rollers: dict[str | None, _FileRoller] = {}
+        preview: list[dict[str, Any]] = []
+        schema = lake_schema(write.schema)
+
+        def roller(value: str | None) -> _FileRoller:
+            if value not in rollers:
+                folder = staged
+                if write.split_by:
+                    folder = staged / f"{write.split_by}={encode(value)}"
+                rollers[value] = _FileRoller(
+                    folder, schema, write.sort_by, self.rows_per_file, self.row_group_rows
+                )
+            return rollers[value]
+
+        try:
+            for raw in write.batches:
+                batch = _conform(raw, schema)
+                _check_study(batch, write.study_key)
+                if len(preview) < PREVIEW_ROWS:
+                    preview += batch.slice(0, PREVIEW_ROWS - len(preview)).to_pylist()
+                if write.split_by:
+                    for value, part in _split(batch, write.split_by):
+                        roller(value).write(part)
+                elif batch.num_rows:
+                    roller(None).write(batch)
+            if not write.split_by:
+                roller(None)  # an empty entity still gets its schema-only file
+            for each in rollers.values():
+                each.close(write_empty=not write.split_by)
+        except BaseException:
+            for each in rollers.values():
+                each.abort()
+            raise
+        staged.mkdir(parents=True, exist_ok=True)  # an empty split entity: an empty folder
+        return {
+            "rows": sum(r.num_rows for r in rollers.values()),
+            "by_split": {v: r.num_rows for v, r in rollers.items()} if write.split_by else None,
+            "preview": _preview(preview, schema),
+            "schema": schema,
+        }
+
+    @staticmethod
+    def _sweep_staging(context: dg.OutputContext, staging_root: Path) -> None:
+        """Remove staging folders of runs that have finished (left by a crash); never touch the
+        folders of runs that are still going or that this instance does not know."""
+        if not staging_root.is_dir():
+            return
+        try:
+            instance = context.step_context.instance
+        except Exception:  # an output context built outside a run: nothing to ask
+            return
+        for folder in staging_root.iterdir():
+            run_id = folder.name.rsplit("-", 1)[0]
+            if run_id == context.run_id:
+                continue
+            run = instance.get_run_by_id(run_id)
+            if run is not None and run.is_finished:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
+    def _metadata(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        total = sum(r["rows"] for r in results.values())
+        first = next(iter(results.values()))
+        meta: dict[str, Any] = {
+            "dagster/row_count": dg.MetadataValue.int(total),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(f.name, str(f.type)) for f in first["schema"]]
+            ),
+        }
+        if len(results) == 1:
+            meta["path"] = dg.MetadataValue.path(str(first["path"]))
+            meta["files"] = dg.MetadataValue.int(first["files"])
+            meta["preview"] = dg.MetadataValue.md(first["preview"])
+            if first["by_split"] is not None:
+                counts = {
+                    NULL_PARTITION if k is None else k: v
+                    for k, v in sorted(first["by_split"].items(), key=_key)
+                }
+                meta["rows_by_form"] = dg.MetadataValue.json(counts)
+        else:
+            counts = {study: r["rows"] for study, r in results.items()}
+            meta["rows_by_study"] = dg.MetadataValue.json(counts)
+        return meta
+
+    # -- input ----------------------------------------------------------------------------
+
+    def load_input(self, context: dg.InputContext) -> LakeSlice | list[LakeSlice]:
+        asset_key = context.asset_key
+        entity = asset_key.path[-1]
+        if not context.has_asset_partitions:
+            raise dg.Failure(
+                f"{asset_key.to_user_string()} is partitioned by study; the lake cannot load it "
+                "without a study partition"
+            )
+        root = self.root_path()
+        slices = []
+        for study in context.asset_partition_keys:
+            with _study_lock(root, entity, study):
+                recover(root, entity, study)
+            slices.append(LakeSlice.read(root, entity, study, _known_schema(entity)))
+        return slices[0] if len(slices) == 1 else slices
+
+
+def _key(item: tuple[str | None, int]) -> str:
+    return "" if item[0] is None else item[0]
+
+
+def _known_schema(entity: str) -> pa.Schema | None:
+    """The client's fixed schema of an entity, for a slice that holds no files."""
+    try:
+        from imednet_assets.client.arrow import SCHEMAS
+    except ImportError:  # pragma: no cover - the client is part of the package
+        return None
+    schema = SCHEMAS.get(entity)
+    return None if schema is None else lake_schema(schema)

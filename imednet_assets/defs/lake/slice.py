@@ -1,0 +1,123 @@
+"""Lake value types: what an ingest asset hands the lake (`LakeWrite`) and what a reader gets back
+(`LakeSlice`), plus the lake's path layout, shared by the writer and every reader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+STUDY_COLUMN = "study_key"
+FORM_COLUMN = "form_key"
+# Hive's name for a null/empty partition value; the real column keeps the actual value.
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+STAGING_DIR = ".staging"
+TRASH_DIR = ".trash"
+LOCK_DIR = ".locks"
+
+
+def _lake_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(t) and t.unit == "s":
+        return pa.timestamp("ms", t.tz)
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_lake_type(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_lake_type(t.value_type)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_lake_type(f.type)) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(_lake_type(t.key_type), t.item_field.with_type(_lake_type(t.item_type)))
+    return t
+
+
+def lake_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` as Parquet stores and reads it back: timestamp[s] becomes timestamp[ms] (Parquet
+    has no seconds unit), so what is written, what is read and `LakeSlice.schema` agree."""
+    return pa.schema([f.with_type(_lake_type(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def encode(value: str | None) -> str:
+    """Percent-encode a partition value for a folder name (`quote(v, safe="")`)."""
+    return quote(value, safe="") if value else NULL_PARTITION
+
+
+def entity_dir(root: Path, entity: str) -> Path:
+    return root / entity
+
+
+def study_folder_name(study_key: str) -> str:
+    return f"{STUDY_COLUMN}={encode(study_key)}"
+
+
+def study_dir(root: Path, entity: str, study_key: str) -> Path:
+    """`<root>/<entity>/study_key=<S>`: the unit that is swapped in atomically."""
+    return entity_dir(root, entity) / study_folder_name(study_key)
+
+
+def part_file_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass
+class LakeWrite:
+    """A streamed output for the lake IO manager: batches of one entity for one study.
+
+    The batches are consumed once, while writing, so a study never has to fit in memory.
+    """
+
+    entity: str
+    study_key: str
+    schema: pa.Schema
+    batches: Iterable[pa.RecordBatch]
+    sort_by: str
+    """The entity's id column: rows are sorted by it within each file (deterministic files)."""
+    split_by: str | None = None
+    """A column to split into `<split_by>=<value>` sub-folders (records: `form_key`)."""
+
+
+@dataclass
+class LakeSlice:
+    """One study's slice of one entity in the lake, ready to read (DuckDB glob or pyarrow)."""
+
+    entity: str
+    study_key: str
+    path: Path
+    files: list[Path]
+    schema: pa.Schema
+
+    @classmethod
+    def read(cls, root: Path, entity: str, study_key: str, schema: pa.Schema | None) -> LakeSlice:
+        """The slice as it is on disk; raises if it was never written."""
+        path = study_dir(root, entity, study_key)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"no lake slice of {entity} for study {study_key!r} at {path}: "
+                f"materialize imednet/{entity} for partition {study_key!r} first"
+            )
+        files = sorted(path.rglob("*.parquet"))
+        if files:
+            schema = pq.read_schema(files[0])
+        if schema is None:
+            raise FileNotFoundError(f"lake slice of {entity} for study {study_key!r} at {path} "
+                                    "holds no files and no schema is known")
+        return cls(entity=entity, study_key=study_key, path=path, files=files, schema=schema)
+
+    def glob(self) -> str:
+        """Glob of every file of the slice for DuckDB `read_parquet`.
+
+        Read with `hive_partitioning=false`: folder values are percent-encoded, the real
+        `study_key`/`form_key` columns inside the files hold the true values.
+        """
+        return str(self.path / "**" / "*.parquet")
+
+    def dataset(self) -> pads.Dataset:
+        return pads.dataset([str(f) for f in self.files], schema=self.schema, format="parquet")
+
+    @property
+    def num_rows(self) -> int:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.files)
