@@ -5,9 +5,6 @@ Loads without any environment variable set: secrets are `dg.EnvVar`s resolved at
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import dagster as dg
 
 from imednet_assets.defs.automation.sensors import ALL_JOB_NAME, study_discovery_sensor
@@ -16,19 +13,10 @@ from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.resources import ImednetResource
+from imednet_assets.defs.sinks.duckdb import definitions as duckdb_definitions
 from imednet_assets.settings import API_KEY_ENV, BASE_URL_ENV, SECURITY_KEY_ENV
 
-DUCKDB_DEFS_MODULE = "imednet_assets.defs.sinks.duckdb.definitions"
-
-
-# Only `defs` may be a Definitions at module scope (Dagster refuses several), hence functions.
-
-
-def _optional_defs(module: str) -> list[dg.Definitions]:
-    """A destination's defs if its package is installed in this tree (import errors still raise)."""
-    if importlib.util.find_spec(module) is None:
-        return []
-    return [importlib.import_module(module).defs]
+# Only `defs` may be a Definitions at module scope (Dagster refuses several), hence a function.
 
 
 # every asset, one study per run (the CLI `demo` and the discovery sensor run it per study)
@@ -56,6 +44,4 @@ def _top_level_defs() -> dg.Definitions:
     )
 
 
-defs = dg.Definitions.merge(
-    ingest_definitions.defs, *_optional_defs(DUCKDB_DEFS_MODULE), _top_level_defs()
-)
+defs = dg.Definitions.merge(ingest_definitions.defs, duckdb_definitions.defs, _top_level_defs())

@@ -115,7 +115,17 @@ def test_replaying_one_study_leaves_the_other_untouched(sim, instance, tmp_path)
     )
 
 
-def test_client_failure_mid_stream_keeps_the_previous_slice(sim, instance, tmp_path):
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"status": 503}, "ImednetServerError: "),
+        ({"malformed": True}, "ImednetMalformedResponse: "),
+    ],
+    ids=["5xx-storm", "malformed-pages"],
+)
+def test_client_failure_mid_stream_keeps_the_previous_slice(
+    sim, instance, tmp_path, fault, expected
+):
     study = sorted(sim.stats())[0]
     records = [a for a in ingest_assets if a.key.path[-1] == "records"]
     materialize(tmp_path, instance, study, records, page_size=10)
@@ -123,8 +133,8 @@ def test_client_failure_mid_stream_keeps_the_previous_slice(sim, instance, tmp_p
     assert sim.stats()[study]["records"] > 30  # several pages, so page 2 is mid-stream
 
     sim.advance(study_key=study, modify=2, add=1)  # the source moved on; the lake must not
-    # pages 0 and 1 answer, then a 503 storm outlasts the attempts
-    sim.set_faults(fail_next=[{}, {}] + [{"status": 503}] * 5)
+    # pages 0 and 1 answer, then a storm of bad answers outlasts the attempts
+    sim.set_faults(fail_next=[{}, {}] + [fault] * 5)
     result = materialize(tmp_path, instance, study, records, raise_on_error=False,
                          page_size=10, concurrency=1, max_attempts=2)
     sim.set_faults(clear=True)
@@ -136,10 +146,11 @@ def test_client_failure_mid_stream_keeps_the_previous_slice(sim, instance, tmp_p
     assert message.startswith(
         f"imednet_assets.defs.lake.io_manager.LakeWriteError: imednet/records: writing the lake "
         f"slice for study '{study}' (partition '{study}') to {target} failed, the previous slice "
-        "is kept: ImednetServerError: "
+        "is kept: " + expected
     )
     assert f"records for study {study}" in message
-    assert "HTTP 503 after 2 attempts" in message
+    if "status" in fault:
+        assert "HTTP 503 after 2 attempts" in message
     assert snapshot(tmp_path) == before
     assert leftovers(tmp_path) == []
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -180,6 +181,9 @@ class DuckDBSinkIOManager(dg.ConfigurableIOManager):
                 f"DuckDB sink {context.asset_key.to_user_string()} for study {study}: expected a "
                 f"StudyWrite for that study, got {type(obj).__name__}"
             )
+        if self.duckdb.database != ":memory:":
+            # a fresh data dir: DuckDB creates the file but not its folder
+            Path(self.duckdb.database).parent.mkdir(parents=True, exist_ok=True)
         with self.duckdb.get_connection() as conn:
             try:
                 counts = write_study(conn, obj, self.duckdb.database)
