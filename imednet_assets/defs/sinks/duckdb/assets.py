@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.partitions import study_partitions
-from imednet_assets.defs.sinks.duckdb import sql
+from imednet_assets.defs.sinks.duckdb import naming, sql
 from imednet_assets.defs.sinks.duckdb.io_manager import ColumnTypes, StudyWrite, TableLoad
 from imednet_assets.defs.sinks.duckdb.naming import FormTable, mapping_tables, plan_form_tables
 
@@ -84,18 +84,7 @@ def _read(lake: LakeSlice, columns: list[str]) -> pa.Table:
 
 
 def _dictionary(variables: LakeSlice) -> pa.Table:
-    return _read(
-        variables,
-        [
-            "form_key",
-            "variable_name",
-            "variable_type",
-            "label",
-            "variable_id",
-            "deleted",
-            "disabled",
-        ],
-    )
+    return _read(variables, list(naming.DICTIONARY_COLUMNS))
 
 
 def _distinct(lake: LakeSlice, column: str) -> list[str]:

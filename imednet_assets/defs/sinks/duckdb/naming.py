@@ -100,22 +100,22 @@ class FormTable:
     columns: tuple[VariableColumn, ...]
 
 
+# the variable fields the wide tables are named and typed from
+DICTIONARY_COLUMNS = (
+    "form_key",
+    "variable_name",
+    "variable_type",
+    "label",
+    "variable_id",
+    "deleted",
+    "disabled",
+)
+
+
 def _dedupe_variables(variables: pa.Table) -> dict[str, list[dict]]:
     """One entry per (form, variable name): live before deleted/disabled, then the newest id."""
     rows = variables.select(
-        [
-            c
-            for c in (
-                "form_key",
-                "variable_name",
-                "variable_type",
-                "label",
-                "variable_id",
-                "deleted",
-                "disabled",
-            )
-            if c in variables.column_names
-        ]
+        [c for c in DICTIONARY_COLUMNS if c in variables.column_names]
     ).to_pylist()
     rows.sort(
         key=lambda r: (
