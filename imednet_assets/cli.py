@@ -62,8 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from imednet_assets.client.errors import ImednetError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ImednetError as err:
+        # the API refused or could not be reached: one clear line, not a stack trace
+        print(f"imednet-assets {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
