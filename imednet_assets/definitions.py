@@ -8,6 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from imednet_assets.defs.automation.sensors import ALL_JOB_NAME, study_discovery_sensor
+from imednet_assets.defs.checks import definitions as checks_definitions
 from imednet_assets.defs.ingest import definitions as ingest_definitions
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.lake.io_manager import LakeIOManager
@@ -44,4 +45,6 @@ def _top_level_defs() -> dg.Definitions:
     )
 
 
-defs = dg.Definitions.merge(ingest_definitions.defs, duckdb_definitions.defs, _top_level_defs())
+defs = dg.Definitions.merge(
+    ingest_definitions.defs, duckdb_definitions.defs, checks_definitions.defs, _top_level_defs()
+)

@@ -310,6 +310,16 @@ class ImednetClient:
             async for rows in pages:
                 yield page_to_batch(entity, study_key, rows)
 
+    async def count(self, endpoint: str, study_key: str | None = None) -> int:
+        """How many items the endpoint lists for the study: one GET of page 0 with `size=1`."""
+        path = self._path(endpoint, study_key)
+        body = await self._get_page(path, [("size", "1")], 0, endpoint, study_key)
+        pagination: dict[str, Any] = body["pagination"]
+        if "totalElements" in pagination:
+            return int(pagination["totalElements"])
+        # with one item per page the page count is the item count (an empty listing: no data)
+        return int(pagination["totalPages"]) if body["data"] else 0
+
     async def list_studies(self) -> list[dict[str, Any]]:
         """Every study the keys may see."""
         studies: list[dict[str, Any]] = []

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from imednet_assets.client.arrow import SCHEMAS
+from imednet_assets.client.arrow import ENDPOINTS, SCHEMAS
 from imednet_assets.client.client import ImednetClient
 from imednet_assets.client.settings import ClientSettings
 
@@ -120,5 +120,15 @@ def list_studies_sync(settings: ClientSettings) -> list[dict[str, Any]]:
     async def fetch() -> list[dict[str, Any]]:
         async with ImednetClient(settings) as client:
             return await client.list_studies()
+
+    return _run(fetch)
+
+
+def count_sync(settings: ClientSettings, entity: str, study_key: str | None) -> int:
+    """The API's item count of an entity for a study (`totalElements`)."""
+
+    async def fetch() -> int:
+        async with ImednetClient(settings) as client:
+            return await client.count(ENDPOINTS[entity], study_key)
 
     return _run(fetch)

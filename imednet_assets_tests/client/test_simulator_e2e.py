@@ -14,6 +14,7 @@ from imednet_assets.client import (
     iter_batches_sync,
     list_studies_sync,
 )
+from imednet_assets.client.sync import count_sync
 from imednet_assets.simulator.server import SimulatorServer
 from imednet_assets.simulator.store import SimulatorConfig
 from imednet_assets_tests.client.conftest import API_KEY, SECURITY_KEY, make_settings
@@ -36,6 +37,7 @@ def test_every_entity_matches_the_simulator_counts(sim):
                    "record_revisions", "queries", "codings", "users"):  # fmt: skip
         table = fetch_all_sync(settings, entity, study)
         assert table.num_rows == stats[study][entity], entity
+        assert count_sync(settings, entity, study) == stats[study][entity], entity
         assert table.column("extra").null_count == table.num_rows, entity
     only = fetch_all_sync(settings, "studies", study)
     assert only.column("study_key").to_pylist() == [study]

@@ -1,0 +1,141 @@
+"""What every check shares: the run's study, the partitioned-check decorator, short DuckDB reads,
+lake queries and result helpers.
+
+Checks are partitioned by study like the assets they check (`partitions_def=study_partitions`,
+preview in dagster 1.13 but working): a run of `imednet_all_job` for study S evaluates the checks
+for partition S, the evaluations are recorded per partition, and `context.partition_key` is the
+study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.sinks.duckdb import sql
+from imednet_assets.defs.sinks.duckdb.assets import POOL as DUCKDB_POOL
+
+CheckFn = Callable[..., dg.AssetCheckResult]
+ERROR = dg.AssetCheckSeverity.ERROR
+WARN = dg.AssetCheckSeverity.WARN
+SAMPLE = 10
+"""At most this many offending keys are shown in a check's metadata."""
+
+
+def study_check(
+    asset: Sequence[str], name: str, description: str, **kwargs: Any
+) -> Callable[[CheckFn], dg.AssetChecksDefinition]:
+    """`dg.asset_check` partitioned by study, non-blocking.
+
+    Partitioned checks are a preview feature in dagster 1.13; the PreviewWarning is silenced here
+    on purpose (once, where the decision is made) and the behaviour is pinned by the tests.
+    """
+
+    if asset[0] == "duckdb":
+        # DuckDB lets one process hold the file: readers queue with the writers, or a check in
+        # another process would wait on the lock (and give up after ~100 s) instead of checking
+        kwargs.setdefault("pool", DUCKDB_POOL)
+
+    def decorate(fn: CheckFn) -> dg.AssetChecksDefinition:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            return dg.asset_check(
+                asset=dg.AssetKey(list(asset)),
+                name=name,
+                description=description,
+                blocking=False,
+                partitions_def=study_partitions,
+                **kwargs,
+            )(fn)
+
+    return decorate
+
+
+def study_of(context: dg.AssetCheckExecutionContext) -> str:
+    """The run's study partition; the checks (like the DuckDB sinks) take one study per run."""
+    if not context.has_partition_key:
+        raise dg.Failure(
+            description="the checks run per study partition: run them for one study at a time "
+            f"(this run has partitions {list(context.partition_keys)})"
+        )
+    return context.partition_key
+
+
+@contextlib.contextmanager
+def duckdb_reader(resource: DuckDBResource, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection for SELECTs only, closed in `finally`.
+
+    `DuckDBResource.get_connection` retries while another process holds the file's lock, but only
+    closes the connection on success, hence the `finally`. A DuckDB error becomes a `dg.Failure`
+    naming `what` (check and study) and the database.
+    """
+    with resource.get_connection() as conn:
+        try:
+            yield conn
+        except duckdb.Error as err:
+            raise dg.Failure(
+                description=f"{what}: reading DuckDB {resource.database} failed: {err}"
+            ) from None
+        finally:
+            conn.close()
+
+
+def lake_scalars(lake: LakeSlice, select: str, empty: tuple[int, ...]) -> tuple[int, ...]:
+    """`select` (with `{source}` for the slice's files) on an in-memory DuckDB; `empty` when the
+    slice holds no files. The sink's DuckDB file is not touched, so its lock is not held."""
+    if not lake.files:
+        return empty
+    conn = duckdb.connect(":memory:")
+    try:
+        row = conn.execute(select.format(source=sql.read_parquet_sql(lake.files))).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return tuple(0 if v is None else int(v) for v in row)
+
+
+def study_rows_sql(table: str, columns: str) -> str:
+    """`SELECT <columns> FROM main.<table> WHERE study_key = $study` (study bound by name)."""
+    study_key = sql.quote_ident("study_key")
+    return f"SELECT {columns} FROM {sql.table_ref(table)} WHERE {study_key} = $study"
+
+
+def form_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every wide form table (`form_*`) of the database."""
+    return [t for (t,) in conn.execute(sql.list_tables_sql(sql.FORM_TABLE_PREFIX)).fetchall()]
+
+
+def form_rows_sql(tables: Sequence[str], columns: Sequence[str]) -> str:
+    """The study's rows of every form table as one relation, with a `table_name` column."""
+    cols = ", ".join(sql.quote_ident(c) for c in columns)
+    parts = [study_rows_sql(t, f"{sql.quote_literal(t)} AS table_name, {cols}") for t in tables]
+    if not parts:
+        typed = ", ".join(f"NULL::BIGINT AS {sql.quote_ident(c)}" for c in columns)
+        return f"SELECT NULL::VARCHAR AS table_name, {typed} WHERE false"
+    return " UNION ALL ".join(parts)
+
+
+def result(
+    passed: bool, severity: dg.AssetCheckSeverity, description: str, **metadata: Any
+) -> dg.AssetCheckResult:
+    """An evaluation whose description and metadata name the study, the table and the counts."""
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=severity,
+        description=description,
+        metadata={k: _meta(v) for k, v in metadata.items()},
+    )
+
+
+def _meta(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return dg.MetadataValue.json(value)
+    return value
