@@ -267,7 +267,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
         default=None, description="Lake root folder; defaults to <IMEDNET_ASSETS_DATA_DIR>/lake."
     )
     rows_per_file: int = Field(default=1_000_000, description="Roll to a new file after this.")
-    row_group_rows: int = Field(default=32_768, description="Rows per Parquet row group.")
+    row_group_rows: int = Field(
+        default=8_192,
+        description="Rows per Parquet row group (small enough to be encoded while pages arrive).",
+    )
 
     def root_path(self) -> Path:
         return Path(self.root) if self.root else lake_root()
