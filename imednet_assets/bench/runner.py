@@ -173,6 +173,8 @@ def run_bench(args: argparse.Namespace) -> int:
         f"Python {platform.python_version()}. Simulator latency {args.latency_ms:g} ms per "
         f"request, client concurrency {args.concurrency}, median of {args.repeat} run(s) per "
         "path, each path in its own process. Times vary with the machine's load; read the ratios.",
+        "Each path's clock starts after its imports (and, for the platform, after the Dagster "
+        "instance is made, as a deployment has one); the asset checks are not timed.",
         "",
         "- ceiling: raw concurrent fetch of every records page (500 per page), bodies discarded",
         "- platform: Dagster materialization of forms, variables and records into the Parquet lake,"
