@@ -10,8 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imednet_assets import settings
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 DEMO_API_KEY = "demo-api-key"
 DEMO_SECURITY_KEY = "demo-security-key"
@@ -81,6 +85,19 @@ def _print_summary(counts: dict[str, dict[str, int]], studies: list[str]) -> Non
         print(f"{table:<{width}}  {cells}")
 
 
+def register_studies(instance: DagsterInstance) -> list[str]:
+    """Add every study the API lists as a `study` partition (what the discovery sensor does)."""
+    from imednet_assets.client.settings import ClientSettings
+    from imednet_assets.client.sync import list_studies_sync
+    from imednet_assets.defs.partitions import study_partitions
+
+    study_keys = sorted(s["studyKey"] for s in list_studies_sync(ClientSettings.from_env()))
+    known = set(instance.get_dynamic_partitions(study_partitions.name))
+    new = [key for key in study_keys if key not in known]
+    instance.add_dynamic_partitions(study_partitions.name, new)
+    return study_keys
+
+
 def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
     """Materialize every asset for every study and print rows per table; 0 when all passed."""
     data = settings.data_dir()
@@ -92,16 +109,10 @@ def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
         print(f"source: {source}")
         import dagster as dg
 
-        from imednet_assets.client.settings import ClientSettings
-        from imednet_assets.client.sync import list_studies_sync
         from imednet_assets.definitions import defs
-        from imednet_assets.defs.partitions import study_partitions
 
-        study_keys = sorted(s["studyKey"] for s in list_studies_sync(ClientSettings.from_env()))
         instance = dg.DagsterInstance.get()
-        partition_set = study_partitions.name
-        known = set(instance.get_dynamic_partitions(partition_set))
-        instance.add_dynamic_partitions(partition_set, [k for k in study_keys if k not in known])
+        study_keys = register_studies(instance)
         job = defs.resolve_job_def("imednet_all_job")
         failed: list[str] = []
         for key in study_keys:
@@ -145,5 +156,10 @@ def run_dev(port: int = 3000) -> int:
     dagster = Path(sys.executable).with_name("dagster")
     with api_source(studies=3, subjects=40, seed=7) as source:
         print(f"source: {source}")
+        import dagster as dg
+
+        # the studies are partitions from the start, so Materialize works before any sensor tick
+        with dg.DagsterInstance.get() as instance:
+            print(f"studies: {', '.join(register_studies(instance))}")
         cmd = [str(dagster), "dev", "-w", str(repo / "workspace.yaml"), "-p", str(port)]
         return subprocess.call(cmd, cwd=repo)
