@@ -13,6 +13,7 @@ from imednet_assets.client.errors import (
     ImednetNotFound,
     ImednetRateLimited,
     ImednetServerError,
+    ImednetSourceChanged,
 )
 from imednet_assets.client.filters import (
     Term,
@@ -39,6 +40,7 @@ __all__ = [
     "ImednetNotFound",
     "ImednetRateLimited",
     "ImednetServerError",
+    "ImednetSourceChanged",
     "Term",
     "build_filter",
     "build_record_data_filter",

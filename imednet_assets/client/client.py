@@ -21,6 +21,7 @@ from imednet_assets.client.errors import (
     ImednetJobFailed,
     ImednetJobTimeout,
     ImednetMalformedResponse,
+    ImednetSourceChanged,
     error_for_status,
     target,
 )
@@ -73,6 +74,22 @@ def check_page(body: Any, page: int | None) -> None:
             raise ValueError(f"pagination.{key} is not an integer")
     if pagination["currentPage"] != page:
         raise ValueError(f"asked for page {page}, got currentPage {pagination['currentPage']}")
+
+
+def _same_listing(
+    first: dict[str, Any], body: dict[str, Any], endpoint: str, study_key: str | None
+) -> None:
+    """Refuse a listing whose size moved between page 0 and a later page (a record added or
+    purged meanwhile shifts the offsets, so a row could be skipped or read twice)."""
+    before, now = first["pagination"], body["pagination"]
+    key = "totalElements" if "totalElements" in before and "totalElements" in now else "totalPages"
+    if before[key] != now[key]:
+        raise ImednetSourceChanged(
+            f"{target(endpoint, study_key)}: the listing changed while it was read ({key} "
+            f"{before[key]} on page 0, {now[key]} on page {now['currentPage']}); read it again",
+            endpoint=endpoint,
+            study_key=study_key,
+        )
 
 
 def _check_object(body: Any, page: int | None = None) -> None:
@@ -276,6 +293,7 @@ class ImednetClient:
             refill()
             while window:
                 body = await window.popleft()
+                _same_listing(first, body, endpoint, study_key)
                 refill()  # keep fetching while the consumer works on this page
                 yield body["data"]
         finally:

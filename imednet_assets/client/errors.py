@@ -74,6 +74,11 @@ class ImednetMalformedResponse(ImednetError):
     """A body that is not the documented JSON shape, or a value outside the entity's schema."""
 
 
+class ImednetSourceChanged(ImednetError):
+    """The listing changed size while its pages were read: offset paging may have skipped or
+    repeated rows, so the read is refused (running it again reads a consistent listing)."""
+
+
 class ImednetJobFailed(ImednetError):
     """A record-import job ended in a failed/cancelled state."""
 

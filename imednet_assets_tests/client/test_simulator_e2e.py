@@ -10,6 +10,7 @@ import pytest
 from imednet_assets.client import (
     ImednetAuthError,
     ImednetClient,
+    ImednetSourceChanged,
     fetch_all_sync,
     iter_batches_sync,
     list_studies_sync,
@@ -77,3 +78,27 @@ def test_wrong_keys_are_an_auth_error(sim):
 
     with pytest.raises(ImednetAuthError, match="^studies: HTTP 401"):
         asyncio.run(studies())
+
+
+def test_a_listing_that_changes_while_read_is_refused(sim):
+    study = "ONCO-02"
+    settings = make_settings(sim.base_url, page_size=50, concurrency=1)
+    total = sim.stats()[study]["records"]
+
+    async def read_while_records_arrive() -> int:
+        read = 0
+        async with ImednetClient(settings) as client:
+            async for rows in client.iter_pages("records", study):
+                if read == 0:
+                    sim.advance(study_key=study, add=3)  # offsets shift under the reader
+                read += len(rows)
+        return read
+
+    with pytest.raises(ImednetSourceChanged) as caught:
+        asyncio.run(read_while_records_arrive())
+    assert str(caught.value) == (
+        f"records for study {study}: the listing changed while it was read (totalElements "
+        f"{total} on page 0, {total + 3} on page 1); read it again"
+    )
+    # read again, it is whole
+    assert fetch_all_sync(settings, "records", study).num_rows == total + 3
