@@ -1,11 +1,13 @@
-"""The `imednet-assets` command as a newcomer runs it: demo twice, and a refused account."""
+"""`imednet-assets` as a newcomer runs it: demo twice, a refused account, a killed run."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -16,11 +18,14 @@ API_KEY = "cli-api-key-5d1c"
 SECURITY_KEY = "cli-security-key-88a2"
 
 
+def cli_env(env: dict[str, str]) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("IMEDNET")}, **env}
+
+
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("IMEDNET")}
     return subprocess.run(
         [sys.executable, "-m", "imednet_assets.cli", *args],
-        env={**clean, **env},
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=300,
@@ -29,10 +34,12 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 def snapshot(data: Path) -> dict[str, str]:
-    """Every lake file's bytes and every DuckDB table's rows, hashed."""
+    """What readers see: every lake file's bytes (not staging or trash) and every DuckDB
+    table's rows, hashed."""
     out = {
         str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((data / "lake").rglob("*.parquet"))
+        if not any(part.startswith(".") for part in p.relative_to(data).parts)
     }
     with duckdb.connect(str(data / "imednet.duckdb"), read_only=True) as con:
         tables = con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
@@ -73,3 +80,39 @@ def test_demo_with_refused_keys_says_so_in_one_line(tmp_path: Path) -> None:
     )
     assert API_KEY not in done.stdout + done.stderr
     assert SECURITY_KEY not in done.stdout + done.stderr
+
+
+def test_a_demo_killed_mid_write_then_run_again_ends_as_a_clean_run(tmp_path: Path) -> None:
+    config = SimulatorConfig(seed=5, studies=2, subjects=30, api_key=API_KEY,
+                             security_key=SECURITY_KEY)
+    with SimulatorServer(config) as sim:
+        def env(data: Path) -> dict[str, str]:
+            return {"IMEDNET_ASSETS_DATA_DIR": str(data), "IMEDNET_BASE_URL": sim.base_url,
+                    "IMEDNET_API_KEY": API_KEY, "IMEDNET_SECURITY_KEY": SECURITY_KEY}
+
+        assert run_cli("demo", env=env(tmp_path / "clean")).returncode == 0
+        clean = snapshot(tmp_path / "clean")
+
+        data = tmp_path / "killed"
+        assert run_cli("demo", env=env(data)).returncode == 0
+        # replay with slow pages, and kill -9 once the second study's records are half staged
+        sim.set_faults(latency_ms=300)
+        victim = subprocess.Popen(
+            [sys.executable, "-m", "imednet_assets.cli", "demo"], env=cli_env(env(data)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        staging = data / "lake" / "records" / ".staging" / "study_key=ONCO-02"
+        deadline = time.monotonic() + 120
+        while not list(staging.rglob("*.parquet")) and victim.poll() is None:
+            assert time.monotonic() < deadline, "the demo never staged ONCO-02's records"
+            time.sleep(0.01)
+        victim.kill()
+        assert victim.wait() == -signal.SIGKILL
+        assert list(staging.rglob("*.parquet"))  # killed mid-write, half a slice on disk
+        assert snapshot(data) == clean  # readers still see the old slices, whole
+
+        sim.set_faults(latency_ms=0)
+        assert run_cli("demo", env=env(data)).returncode == 0
+    assert snapshot(data) == clean
+    assert not list((data / "lake").glob("*/.staging/*/*"))  # the dead writer's staging is gone
+    assert not list((data / "lake").glob("*/.trash/*"))

@@ -209,11 +209,14 @@ def _preview(rows: list[dict[str, Any]], schema: pa.Schema) -> str:
 
 
 @contextlib.contextmanager
-def _study_lock(root: Path, entity: str, study_key: str) -> Iterator[None]:
-    """Serialise swap and recovery of one study folder across processes."""
+def _study_lock(root: Path, entity: str, study_key: str, role: str = "swap") -> Iterator[None]:
+    """Serialise one study folder's swaps and recovery (`swap`), or its writers (`writer`),
+    across processes. The OS drops the lock when its process dies, so a killed writer never
+    blocks the next one."""
     locks = entity_dir(root, entity) / LOCK_DIR
     locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{study_folder_name(study_key)}.lock", "a+b") as handle:
+    suffix = "" if role == "swap" else f".{role}"
+    with open(locks / f"{study_folder_name(study_key)}{suffix}.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -302,13 +305,19 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def _write(self, context: dg.OutputContext, asset: str, write: LakeWrite) -> dict[str, Any]:
         root = self.root_path()
         target = study_dir(root, write.entity, write.study_key)
-        staging_root = entity_dir(root, write.entity) / STAGING_DIR
-        self._sweep_staging(context, staging_root)
-        staging = staging_root / f"{context.run_id}-{uuid.uuid4().hex}"
+        # one writer per study slice at a time; whatever staging of this study exists when the
+        # writer lock is ours was left by a writer that died (a killed process), so it goes
+        study_staging = entity_dir(root, write.entity) / STAGING_DIR / target.name
+        staging = study_staging / f"{context.run_id}-{uuid.uuid4().hex}"
         staged = staging / target.name
         try:
-            stats = self._stream(write, staged)
-            _swap(root, write.entity, write.study_key, staged)
+            with _study_lock(root, write.entity, write.study_key, role="writer"):
+                shutil.rmtree(study_staging, ignore_errors=True)
+                try:
+                    stats = self._stream(write, staged)
+                    _swap(root, write.entity, write.study_key, staged)
+                finally:
+                    shutil.rmtree(study_staging, ignore_errors=True)
         except Exception as exc:
             raise LakeWriteError(
                 f"{asset}: writing the lake slice for study {write.study_key!r} "
@@ -319,7 +328,6 @@ class LakeIOManager(dg.ConfigurableIOManager):
             close = getattr(write.batches, "close", None)
             if close is not None:
                 close()
-            shutil.rmtree(staging, ignore_errors=True)
         files = sorted(target.rglob("*.parquet"))
         return {**stats, "path": target, "files": len(files)}
 
@@ -365,24 +373,6 @@ class LakeIOManager(dg.ConfigurableIOManager):
             "preview": _preview(preview, schema),
             "schema": schema,
         }
-
-    @staticmethod
-    def _sweep_staging(context: dg.OutputContext, staging_root: Path) -> None:
-        """Remove staging folders of runs that have finished (left by a crash); never touch the
-        folders of runs that are still going or that this instance does not know."""
-        if not staging_root.is_dir():
-            return
-        try:
-            instance = context.step_context.instance
-        except Exception:  # an output context built outside a run: nothing to ask
-            return
-        for folder in staging_root.iterdir():
-            run_id = folder.name.rsplit("-", 1)[0]
-            if run_id == context.run_id:
-                continue
-            run = instance.get_run_by_id(run_id)
-            if run is not None and run.is_finished:
-                shutil.rmtree(folder, ignore_errors=True)
 
     @staticmethod
     def _metadata(results: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -221,15 +221,24 @@ def test_recover_finishes_a_half_done_swap(tmp_path):
     assert os.listdir(trash) == ["study_key=S10.xyz"]
 
 
-def test_stale_staging_of_finished_runs_is_swept(tmp_path, instance):
+def test_staging_left_by_a_dead_writer_is_swept_by_the_next_writer_of_that_study(
+    tmp_path, instance
+):
     data = rows("S1", [(1, None)])
     asset = lake_asset("sites", {"fn": lambda s: batches_of(data, 1)}, None)
-    first = run(asset, tmp_path, instance, "S1")
     staging = tmp_path / "sites" / ".staging"
-    (staging / f"{first.run_id}-deadbeef").mkdir(parents=True)  # a crashed, finished run
-    (staging / "not-a-known-run-cafe").mkdir()  # unknown to this instance: left alone
+    dead = staging / "study_key=S1" / "killed-run-deadbeef" / "study_key=S1"
+    dead.mkdir(parents=True)
+    (dead / "part-00000.parquet").write_bytes(b"half a file")
+    other = staging / "study_key=S2" / "live-run-cafe" / "study_key=S2"
+    other.mkdir(parents=True)  # another study's writer may be alive: not ours to touch
     run(asset, tmp_path, instance, "S1")
-    assert os.listdir(staging) == ["not-a-known-run-cafe"]
+    assert sorted(str(p.relative_to(staging)) for p in staging.rglob("*")) == [
+        "study_key=S2",
+        "study_key=S2/live-run-cafe",
+        "study_key=S2/live-run-cafe/study_key=S2",
+    ]
+    assert pq.read_table(tmp_path / "sites" / "study_key=S1").num_rows == 1
 
 
 def test_load_input_gives_a_readable_slice(tmp_path, instance):
