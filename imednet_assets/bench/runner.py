@@ -14,6 +14,8 @@ from pathlib import Path
 
 import orjson
 
+from imednet_assets.bench.paths import API_KEY, SECURITY_KEY
+
 RECORDS_PER_SUBJECT_GUESS = 50
 BENCH_STUDIES = 1
 REPO = Path(__file__).resolve().parents[2]
@@ -86,8 +88,8 @@ def _simulated_study(records: int, latency_ms: float, seed: int):
         studies=BENCH_STUDIES,
         subjects=subjects,
         latency_ms=latency_ms,
-        api_key="bench-api-key",
-        security_key="bench-security-key",
+        api_key=API_KEY,
+        security_key=SECURITY_KEY,
     )
     return SimulatorServer(config, subprocess=True)
 

@@ -68,30 +68,28 @@ def term(attribute: str, operator: str, value: Value, *, record_data: bool = Fal
     return Term(attribute, operator, format_value(value))
 
 
-def build_filter(*terms: Term, mode: Literal["and", "or"] = "and") -> str:
-    """Join terms with `;` (and) or `,` (or) into a `filter` value."""
+def _join(terms: tuple[Term, ...], mode: str, what: str) -> str:
+    """Check the terms and join them with one connector: `;` (and) or `,` (or)."""
     if mode not in _CONNECTORS:
         raise ValueError(f"mode must be 'and' or 'or', got {mode!r}")
     if not terms:
-        raise ValueError("a filter needs at least one term")
+        raise ValueError(f"a {what} needs at least one term")
     for t in terms:
         if not isinstance(t, Term):
             raise TypeError(f"filter terms must be built with term(), got {type(t).__name__}")
-        if t.operator == "=~":
-            raise ValueError("operator '=~' is only allowed in recordDataFilter")
     return _CONNECTORS[mode].join(str(t) for t in terms)
+
+
+def build_filter(*terms: Term, mode: Literal["and", "or"] = "and") -> str:
+    """Join terms with `;` (and) or `,` (or) into a `filter` value."""
+    if any(isinstance(t, Term) and t.operator == "=~" for t in terms):
+        raise ValueError("operator '=~' is only allowed in recordDataFilter")
+    return _join(terms, mode, "filter")
 
 
 def build_record_data_filter(*terms: Term, mode: Literal["and", "or"] = "and") -> str:
     """Join recordData terms with one connector only (the API answers 400 to a mix)."""
-    if mode not in _CONNECTORS:
-        raise ValueError(f"mode must be 'and' or 'or', got {mode!r}")
-    if not terms:
-        raise ValueError("a recordDataFilter needs at least one term")
-    for t in terms:
-        if not isinstance(t, Term):
-            raise TypeError(f"filter terms must be built with term(), got {type(t).__name__}")
-    return _CONNECTORS[mode].join(str(t) for t in terms)
+    return _join(terms, mode, "recordDataFilter")
 
 
 def check_record_data_filter(text: str) -> str:
