@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -117,6 +118,25 @@ class LakeSlice:
 
     def dataset(self) -> pads.Dataset:
         return pads.dataset([str(f) for f in self.files], schema=self.schema, format="parquet")
+
+    def columns(self, names: list[str]) -> pa.Table:
+        """These columns of the whole slice (small ones: dictionaries, keys); a column the slice
+        does not have comes back as nulls, an empty slice as no rows."""
+        present = [c for c in names if c in self.schema.names]
+        table = (
+            self.dataset().to_table(columns=present)
+            if self.files
+            else self.schema.empty_table().select(present)
+        )
+        for c in names:
+            if c not in table.column_names:
+                table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+        return table.select(names)
+
+    def distinct(self, column: str) -> list[str]:
+        """The sorted non-null values of one column of the slice."""
+        values = pc.unique(self.columns([column]).column(column)).to_pylist()
+        return sorted(v for v in values if v is not None)
 
     @property
     def num_rows(self) -> int:

@@ -10,7 +10,6 @@ Deleted records (`deleted = true`) are kept, flagged, in records_long and the fo
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.partitions import study_partitions
@@ -69,35 +68,16 @@ def _source(lake: LakeSlice, relations: dict[str, pa.Table]) -> str:
     return sql.quote_ident(name)
 
 
-def _read(lake: LakeSlice, columns: list[str]) -> pa.Table:
-    """Small dictionary columns of a slice (missing columns come back as nulls)."""
-    present = [c for c in columns if c in lake.schema.names]
-    table = (
-        lake.dataset().to_table(columns=present)
-        if lake.files
-        else lake.schema.empty_table().select(present)
-    )
-    for c in columns:
-        if c not in table.column_names:
-            table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
-    return table
-
-
 def _dictionary(variables: LakeSlice) -> pa.Table:
-    return _read(variables, list(naming.DICTIONARY_COLUMNS))
-
-
-def _distinct(lake: LakeSlice, column: str) -> list[str]:
-    values = pc.unique(_read(lake, [column]).column(column)).to_pylist()
-    return sorted(v for v in values if v is not None)
+    return variables.columns(list(naming.DICTIONARY_COLUMNS))
 
 
 def _plan(
     forms: LakeSlice, variables: LakeSlice, records: LakeSlice | None = None
 ) -> list[FormTable]:
     """The study's naming plan; every asset derives it the same way, so the names agree."""
-    extra = _distinct(records, "form_key") if records is not None else []
-    return plan_form_tables(_distinct(forms, "form_key"), _dictionary(variables), extra)
+    extra = records.distinct("form_key") if records is not None else []
+    return plan_form_tables(forms.distinct("form_key"), _dictionary(variables), extra)
 
 
 def _study(context: dg.AssetExecutionContext, *slices: LakeSlice) -> str:

@@ -16,6 +16,7 @@ Rules (the mapping is stored in `forms.table_name`, `variables.column_name` and
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -65,17 +66,34 @@ def normalise(name: str) -> str:
     return cleaned
 
 
-class NameAllocator:
-    """Hands out unique names, case-insensitively, suffixing `_2`, `_3`, ... on a clash."""
+def shorten(name: str, max_length: int | None) -> str:
+    """`name` cut to `max_length` UTF-8 bytes, deterministically: a long name keeps its start and
+    gets `_` + 8 hex digits of its SHA-1, so two long names with the same start stay distinct."""
+    if max_length is None or len(name.encode()) <= max_length:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    head = name.encode()[: max(max_length - 9, 1)].decode(errors="ignore")
+    return f"{head}_{digest}"
 
-    def __init__(self, reserved: Iterable[str] = ()) -> None:
+
+class NameAllocator:
+    """Hands out unique names, case-insensitively, suffixing `_2`, `_3`, ... on a clash.
+
+    With `max_length` (a destination's identifier limit, in bytes) every name is shortened first,
+    and a suffixed name is shortened to leave room for its suffix.
+    """
+
+    def __init__(self, reserved: Iterable[str] = (), max_length: int | None = None) -> None:
         self._taken = {name.lower() for name in reserved}
+        self._max = max_length
 
     def take(self, wanted: str) -> str:
-        name, n = wanted, 1
+        name, n = shorten(wanted, self._max), 1
         while name.lower() in self._taken:
             n += 1
-            name = f"{wanted}_{n}"
+            suffix = f"_{n}"
+            room = None if self._max is None else self._max - len(suffix)
+            name = shorten(wanted, room) + suffix
         self._taken.add(name.lower())
         return name
 
@@ -136,25 +154,29 @@ def _dedupe_variables(variables: pa.Table) -> dict[str, list[dict]]:
 
 
 def plan_form_tables(
-    form_keys: Iterable[str], variables: pa.Table, extra_form_keys: Iterable[str] = ()
+    form_keys: Iterable[str],
+    variables: pa.Table,
+    extra_form_keys: Iterable[str] = (),
+    max_length: int | None = None,
 ) -> list[FormTable]:
     """Name the wide table of every form and the columns of every variable, deterministically.
 
     `form_keys` are the study's dictionary forms, `variables` its variables slice (form_key,
     variable_name, variable_type, label, ...). `extra_form_keys` (keys seen only in records) are
     named after all dictionary forms, so they never change a dictionary form's table name.
+    `max_length` is the destination's identifier limit in bytes (None: no limit, as in DuckDB).
     """
     by_form = _dedupe_variables(variables)
     known = sorted(set(form_keys) | set(by_form))
     extra = sorted(set(extra_form_keys) - set(known))
-    tables = NameAllocator()
+    tables = NameAllocator(max_length=max_length)
     plans: list[FormTable] = []
     for form_key in known + extra:
         table_name = tables.take(f"form_{normalise(form_key)}")
         rows = sorted(
             by_form.get(form_key, []), key=lambda r: (r["variable_name"], r.get("variable_id") or 0)
         )
-        cols = NameAllocator(META_COLUMNS)
+        cols = NameAllocator(META_COLUMNS, max_length)
         mains = [cols.take(normalise(r["variable_name"])) for r in rows]
         columns = []
         for row, main in zip(rows, mains, strict=True):
