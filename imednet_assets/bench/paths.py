@@ -1,13 +1,16 @@
-"""The three measured paths of the benchmark; each runs alone in a child process.
+"""The measured paths of the benchmark; each runs alone in a child process.
 
 `python -m imednet_assets.bench.paths <path> <base_url> <study> [options]` prints one JSON line:
 records, seconds and the child's peak RSS, so every path is measured on the same footing.
+The `lake` path ingests every entity of the study into `--work-dir` and keeps it: the
+destination benchmarks (`imednet_assets.bench.<destination>`) load from that lake.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import os
 import resource
@@ -28,6 +31,7 @@ IMPORTS = {
     "ceiling": ["httpx"],
     "sdk": ["duckdb", "pandas", "imednet", "imednet.workflows.record_mapper"],
     "platform": ["duckdb", "dagster", "imednet_assets.definitions"],
+    "lake": ["dagster", "imednet_assets.definitions"],
 }
 PLATFORM_ASSETS = (
     "imednet/forms",
@@ -141,15 +145,52 @@ def prepare_platform(
     return materialize
 
 
+def prepare_lake(base_url: str, study: str, concurrency: int) -> Callable[[], int]:
+    """Every ingest asset of the study into the lake under the data dir (kept afterwards)."""
+    os.environ.update(
+        IMEDNET_BASE_URL=base_url, IMEDNET_API_KEY=API_KEY, IMEDNET_SECURITY_KEY=SECURITY_KEY
+    )
+    import dagster as dg
+
+    from imednet_assets.defs.ingest.assets import ingest_assets
+    from imednet_assets.defs.lake.io_manager import LakeIOManager
+    from imednet_assets.defs.resources import ImednetResource
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("study", [study])
+    resources = {
+        "imednet": ImednetResource(
+            base_url=base_url, api_key=API_KEY, security_key=SECURITY_KEY, concurrency=concurrency
+        ),
+        "lake_io_manager": LakeIOManager(),
+    }
+
+    def ingest() -> int:
+        result = dg.materialize(
+            ingest_assets, partition_key=study, instance=instance, resources=resources
+        )
+        assert result.success
+        records = result.asset_materializations_for_node("imednet__records")[0].metadata
+        return int(records["dagster/row_count"].value)
+
+    return ingest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("path", choices=["ceiling", "sdk", "platform"])
+    parser.add_argument("path", choices=sorted(IMPORTS))
     parser.add_argument("base_url")
     parser.add_argument("study")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--work-dir", type=Path, help="keep the data here (default: a temp dir)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="imednet-bench-") as tmp:
-        work_dir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.work_dir is None:
+            temp = tempfile.TemporaryDirectory(prefix="imednet-bench-")
+            work_dir = Path(stack.enter_context(temp))
+        else:
+            work_dir = args.work_dir.resolve()
+            work_dir.mkdir(parents=True, exist_ok=True)
         # the definitions read the data dir when imported
         os.environ["IMEDNET_ASSETS_DATA_DIR"] = str(work_dir)
         # libraries are imported before the clock starts: every path is timed on its work alone
@@ -159,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             work = partial(run_ceiling, args.base_url, args.study, args.concurrency)
         elif args.path == "sdk":
             work = partial(run_sdk, args.base_url, args.study, work_dir)
+        elif args.path == "lake":
+            work = prepare_lake(args.base_url, args.study, args.concurrency)
         else:
             work = prepare_platform(args.base_url, args.study, work_dir, args.concurrency)
         started = time.perf_counter()
