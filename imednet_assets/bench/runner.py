@@ -8,12 +8,14 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
+from imednet_assets.bench import destinations
 from imednet_assets.bench.paths import API_KEY, SECURITY_KEY
 
 RECORDS_PER_SUBJECT_GUESS = 50
@@ -45,11 +47,18 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="records of the memory-scaling run of this platform (0 skips it)",
     )
     parser.add_argument("--skip-sdk", action="store_true", help="leave out the SDK path")
+    parser.add_argument(
+        "--destinations",
+        default=",".join(b.destination for b in destinations.BENCHES),
+        help="comma-separated destinations to benchmark from the lake ('' for none)",
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
 
 
-def _run_path(path: str, base_url: str, study: str, concurrency: int) -> Measurement:
+def _run_path(
+    path: str, base_url: str, study: str, concurrency: int, work_dir: Path | None = None
+) -> Measurement:
     cmd = [
         sys.executable,
         "-m",
@@ -60,6 +69,8 @@ def _run_path(path: str, base_url: str, study: str, concurrency: int) -> Measure
         "--concurrency",
         str(concurrency),
     ]
+    if work_dir is not None:
+        cmd += ["--work-dir", str(work_dir)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
@@ -135,6 +146,15 @@ def run_bench(args: argparse.Namespace) -> int:
                     f"{m.peak_rss_mb:8.0f} MB"
                 )
                 results[path].append(m)
+        wanted = [d for d in args.destinations.split(",") if d]
+        destination_lines: list[str] = []
+        if wanted:
+            with tempfile.TemporaryDirectory(prefix="imednet-bench-lake-") as tmp:
+                _run_path("lake", sim.base_url, study, args.concurrency, Path(tmp))
+                measured_destinations = destinations.measure(
+                    Path(tmp) / "lake", study, args.repeat, wanted
+                )
+            destination_lines = ["", *destinations.table(measured_destinations)]
     measured = {p: _median(runs) for p, runs in results.items()}
     ceiling, platform_m, sdk = measured["ceiling"], measured["platform"], measured.get("sdk")
     lines = _table(list(measured.values()), ceiling, sdk)
@@ -185,7 +205,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "insert",
         "",
     ]
-    text = "\n".join(header + lines + targets + scale_lines) + "\n"
+    text = "\n".join(header + lines + targets + scale_lines + destination_lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print()

@@ -12,6 +12,7 @@ def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -
     output = tmp_path / "benchmarks.md"
     code = main([
         "bench", "--records", "400", "--latency-ms", "0", "--scale-records", "800",
+        "--destinations", "",
         "--output", str(output),
     ])  # fmt: skip
     assert code == 0

@@ -1,0 +1,121 @@
+"""Destination benchmarks: the same study from one lake into every destination, each path in its
+own process against a real server on loopback, next to the approach it replaces.
+
+Each destination's module (`imednet_assets.bench.<destination>`) runs as
+`python -m imednet_assets.bench.<destination> LAKE_ROOT STUDY --path NAME`, starts its own server,
+and prints one JSON line: path, records, rows (rows, documents or nodes written), seconds and
+peak RSS.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+
+@dataclass(frozen=True)
+class DestinationBench:
+    destination: str
+    server: str
+    paths: tuple[str, ...]
+    """Our path first; the others are the approaches it is compared with."""
+    target: float | None = None
+    """The speed-up (rows/s) over the second path the issue asks for, if any."""
+
+
+BENCHES: tuple[DestinationBench, ...] = (
+    DestinationBench("graph", "FalkorDB (native protocol)", ("ours", "seed"), 3.0),
+    DestinationBench("mongodb", "nx-27017", ("ours", "seed"), 1.5),
+    DestinationBench("snowflake", "fakesnow server", ("ours",)),
+    DestinationBench("sql", "PostgreSQL 127.0.0.1", ("copy", "rows")),
+)
+
+
+@dataclass(frozen=True)
+class DestinationRun:
+    destination: str
+    path: str
+    records: int
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def run_path(bench: DestinationBench, path: str, lake_root: Path, study: str) -> DestinationRun:
+    cmd = [sys.executable, "-m", f"imednet_assets.bench.{bench.destination}", str(lake_root),
+           study, "--path", path]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{bench.destination} bench path {path!r} failed:\n{tail}")
+    data = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return DestinationRun(
+        bench.destination, path, int(data["records"]), int(data.get("rows", data["records"])),
+        float(data["seconds"]), float(data["peak_rss_mb"]),
+    )  # fmt: skip
+
+
+def median_run(runs: list[DestinationRun]) -> DestinationRun:
+    middle = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    return DestinationRun(
+        middle.destination, middle.path, middle.records, middle.rows,
+        statistics.median(r.seconds for r in runs), max(r.peak_rss_mb for r in runs),
+    )  # fmt: skip
+
+
+def measure(lake_root: Path, study: str, repeat: int, only: list[str] | None = None
+            ) -> list[tuple[DestinationBench, list[DestinationRun]]]:
+    """Every path of every destination (or of `only`), median of `repeat` runs each."""
+    measured = []
+    for bench in BENCHES:
+        if only is not None and bench.destination not in only:
+            continue
+        runs = []
+        for path in bench.paths:
+            per_path = [run_path(bench, path, lake_root, study) for _ in range(repeat)]
+            m = median_run(per_path)
+            print(f"  {bench.destination:<9} {path:<6} {m.rows:>10,} rows {m.seconds:8.2f} s "
+                  f"{m.peak_rss_mb:8.0f} MB")  # fmt: skip
+            runs.append(m)
+        measured.append((bench, runs))
+    return measured
+
+
+def table(measured: list[tuple[DestinationBench, list[DestinationRun]]]) -> list[str]:
+    """The markdown section: one row per destination and path, speed-up by rows/s."""
+    lines = [
+        "## Destinations",
+        "",
+        "The same study, from the lake written above, into each destination's real server on "
+        "loopback. Rows are what the path wrote (table rows, documents or nodes plus "
+        "relationships); the speed-up compares rows/s with our path.",
+        "",
+        "| destination | server | path | records | rows | seconds | rows/s | peak RSS (MB) "
+        "| ours vs this |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    for bench, runs in measured:
+        ours = runs[0]
+        for run in runs:
+            speedup = "-" if run is ours else f"{ours.rows_per_s / run.rows_per_s:.1f}x"
+            lines.append(
+                f"| {bench.destination} | {bench.server} | {run.path} | {run.records:,} "
+                f"| {run.rows:,} | {run.seconds:.2f} | {run.rows_per_s:,.0f} "
+                f"| {run.peak_rss_mb:,.0f} | {speedup} |"
+            )
+        if bench.target and len(runs) > 1:
+            reached = ours.rows_per_s / runs[1].rows_per_s
+            verdict = "met" if reached >= bench.target else "NOT met"
+            verdicts.append(f"- {bench.destination}: {reached:.1f}x the {runs[1].path} path's "
+                            f"rate (target {bench.target:g}x): {verdict}")  # fmt: skip
+    return lines + ([""] + verdicts if verdicts else [])
