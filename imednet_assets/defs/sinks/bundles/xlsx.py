@@ -1,0 +1,244 @@
+"""XLSX bundle: an information sheet, a dictionary sheet and one sheet per form.
+
+Written by xlsxwriter in `constant_memory` mode (each row goes to disk as soon as the next one
+starts), so memory stays bounded by one Arrow batch. Typed columns are real numbers, dates and
+booleans; text cells are neutralised (`cells.neutralise_array`).
+
+Excel's limits, and what happens at them:
+- a cell holds 32,767 characters: a longer text keeps its start plus a visible marker
+  (`cells.clip_for_xlsx`) and is listed, with its sheet, cell, column and length, under "cut
+  cells" on the information sheet; the CSV and JSON bundles hold the full value;
+- a sheet holds 1,048,576 rows: a longer form continues on `<sheet> (2)`, `(3)`... (the
+  information sheet lists every sheet of a form);
+- dates before 1900 (outside Excel's calendar) are written as ISO text, integers beyond 2**53
+  (not exact as Excel numbers) as text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import xlsxwriter
+from xlsxwriter.utility import xl_rowcol_to_cell
+from xlsxwriter.workbook import Worksheet
+
+from imednet_assets.defs.sinks.bundles.cells import (
+    XLSX_MAX_ROWS,
+    clip_for_xlsx,
+    neutralise,
+    neutralise_array,
+)
+from imednet_assets.defs.sinks.bundles.content import FormPart, StudyContent, WriteStats
+
+INFORMATION_SHEET = "information"
+DICTIONARY_SHEET = "dictionary"
+_EXCEL_FIRST_DAY = dt.date(1900, 1, 1)
+_MAX_EXACT_INT = 2**53
+CUT_HEADERS = ("sheet", "cell", "column", "record_id", "characters")
+
+
+class _Sheet:
+    """Writes typed rows into one or more worksheets (a continuation once a sheet is full)."""
+
+    def __init__(
+        self,
+        book: _Book,
+        name: str,
+        headers: list[str],
+        types: list[pa.DataType],
+        max_rows: int,
+        wanted: str | None = None,
+    ) -> None:
+        self.book = book
+        self.wanted = wanted or name  # what continuation sheets are named after
+        self.headers = headers
+        self.writers = [book.cell_writer(t) for t in types]
+        self.record_col = headers.index("record_id") if "record_id" in headers else None
+        self.max_rows = max_rows
+        self.names: list[str] = []
+        self.counts: list[int] = []  # data rows per sheet
+        self.rows = 0
+        self._open(name)
+
+    def _open(self, name: str) -> None:
+        self.ws = self.book.wb.add_worksheet(name)
+        self.names.append(name)
+        self.counts.append(0)
+        self.ws.freeze_panes(1, 0)
+        for col, header in enumerate(self.headers):
+            self.ws.write_string(0, col, clip_for_xlsx(neutralise(header))[0], self.book.bold)
+        self.row = 1
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        columns = []
+        for col in batch.columns:
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                col = neutralise_array(col)
+            columns.append(col.to_pylist())
+        record_ids = columns[self.record_col] if self.record_col is not None else None
+        for r in range(batch.num_rows):
+            if self.row >= self.max_rows:
+                self._open(self.book.names.take(self.wanted, f" ({len(self.names) + 1})"))
+            for c, write in enumerate(self.writers):
+                value = columns[c][r]
+                if value is not None:
+                    cut = write(self.ws, self.row, c, value)
+                    if cut:
+                        rid = record_ids[r] if record_ids is not None else None
+                        self.book.cut(self.ws.name, self.row, c, self.headers[c], rid, value)
+            self.row += 1
+            self.rows += 1
+            self.counts[-1] += 1
+
+
+class _Book:
+    """The workbook with its formats and the list of cut cells."""
+
+    def __init__(self, path: Path, content: StudyContent) -> None:
+        self.wb = xlsxwriter.Workbook(
+            str(path),
+            {
+                "constant_memory": True,
+                "tmpdir": str(path.parent),
+                # every value goes through an explicit typed write_*: no guessing from text
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
+            },
+        )
+        # the creation time is the extraction time: the same lake gives the same file
+        self.wb.set_properties(
+            {
+                "title": f"{content.study_key} forms",
+                "created": content.extracted_at,
+                "comments": "Written by imednet-assets from the iMednet lake",
+            }
+        )
+        self.names = content.sheet_names
+        self.bold = self.wb.add_format({"bold": True})
+        self.date = self.wb.add_format({"num_format": "yyyy-mm-dd"})
+        self.datetime = self.wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self.cuts: list[tuple[str, str, str, Any, int]] = []
+
+    def cut(self, sheet: str, row: int, col: int, header: str, record_id: Any, text: str) -> None:
+        self.cuts.append((sheet, xl_rowcol_to_cell(row, col), header, record_id, len(text)))
+
+    def cell_writer(self, t: pa.DataType) -> Callable[[Worksheet, int, int, Any], bool]:
+        """How one column's values are written; returns whether the value was cut."""
+
+        def text(ws: Worksheet, r: int, c: int, v: Any) -> bool:
+            cell, cut = clip_for_xlsx(str(v))
+            ws.write_string(r, c, cell)
+            return cut
+
+        def number(ws: Worksheet, r: int, c: int, v: Any) -> bool:
+            if isinstance(v, int) and abs(v) > _MAX_EXACT_INT:
+                return text(ws, r, c, str(v))
+            ws.write_number(r, c, v)
+            return False
+
+        def boolean(ws: Worksheet, r: int, c: int, v: Any) -> bool:
+            ws.write_boolean(r, c, v)
+            return False
+
+        def moment(fmt: Any) -> Callable[[Worksheet, int, int, Any], bool]:
+            def write(ws: Worksheet, r: int, c: int, v: Any) -> bool:
+                day = v.date() if isinstance(v, dt.datetime) else v
+                if day < _EXCEL_FIRST_DAY:
+                    return text(ws, r, c, v.isoformat(sep=" ") if fmt is self.datetime
+                                else v.isoformat())
+                if isinstance(v, dt.datetime) and v.tzinfo is not None:
+                    v = v.astimezone(dt.UTC).replace(tzinfo=None)
+                ws.write_datetime(r, c, v, fmt)
+                return False
+
+            return write
+
+        if pa.types.is_boolean(t):
+            return boolean
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            return number
+        if pa.types.is_timestamp(t):
+            return moment(self.datetime)
+        if pa.types.is_date(t):
+            return moment(self.date)
+        return text
+
+    def table(self, name: str, table: pa.Table) -> None:
+        sheet = _Sheet(self, name, table.column_names, list(table.schema.types), XLSX_MAX_ROWS)
+        for batch in table.to_batches():
+            sheet.write(batch)
+
+
+def _after_sheet(name: str) -> None:
+    """Seam after each form's sheet(s) (tests inject a failure here); does nothing."""
+
+
+def write_xlsx(
+    path: Path, content: StudyContent, *, max_rows: int = XLSX_MAX_ROWS
+) -> WriteStats:
+    """Write the study's XLSX bundle to `path` (a temporary file; the caller swaps it in).
+
+    `max_rows` (header included) is Excel's row limit; tests lower it to show continuation sheets.
+    """
+    stats = WriteStats()
+    book = _Book(path, content)
+    try:
+        info = book.wb.add_worksheet(INFORMATION_SHEET)  # first tab, filled in last
+        book.table(DICTIONARY_SHEET, content.dictionary())
+        for part in content.parts:
+            sheet = _write_form(book, part, content, max_rows, stats)
+            stats.rows[part.member] = sheet.rows
+            stats.sheets[part.member] = list(zip(sheet.names, sheet.counts, strict=True))
+            _after_sheet(part.sheet)
+        _write_information(book, info, content, stats)
+        stats.cut_cells = len(book.cuts)
+    finally:
+        book.wb.close()
+    return stats
+
+
+def _write_form(
+    book: _Book, part: FormPart, content: StudyContent, max_rows: int, stats: WriteStats
+) -> _Sheet:
+    schema = content.schema(part)
+    sheet = _Sheet(
+        book, part.sheet, list(part.headers), list(schema.types), max_rows, part.form_key
+    )
+    for batch in content.batches(part):
+        sheet.write(batch)
+    return sheet
+
+
+def _write_information(
+    book: _Book, ws: Worksheet, content: StudyContent, stats: WriteStats
+) -> None:
+    """Facts, then one row per sheet of every form, then the cut cells (all neutralised)."""
+    row = 0
+
+    def line(*values: Any, fmt: Any = None) -> None:
+        nonlocal row
+        for col, value in enumerate(values):
+            if isinstance(value, int):
+                ws.write_number(row, col, value, fmt)
+            elif value is not None:
+                ws.write_string(row, col, clip_for_xlsx(neutralise(str(value)))[0], fmt)
+        row += 1
+
+    for key, value in content.information(neutralised=True):
+        line(key, value)
+    line("cut_cells", len(book.cuts))
+    row += 1
+    line("form_key", "form_name", "table_name", "sheet", "rows", fmt=book.bold)
+    for part in content.parts:
+        for name, rows in stats.sheets[part.member]:
+            line(part.form_key, part.form_name, part.member, name, rows)
+    row += 1
+    line(*CUT_HEADERS, fmt=book.bold)
+    for cut in book.cuts:
+        line(*cut)
+
