@@ -1,0 +1,36 @@
+"""The SQL destination, part of the definitions when `IMEDNET_ASSETS_SQL_URL` is set."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from imednet_assets.defs.sinks.sql.assets import SQL_IO_MANAGER_KEY, sql_assets
+from imednet_assets.defs.sinks.sql.io_manager import SqlSinkIOManager
+from imednet_assets.defs.sinks.sql.resources import SCHEMA_ENV, URL_ENV, SqlDestination
+
+
+def is_configured() -> bool:
+    """Whether a SQLAlchemy URL for the destination is in the environment."""
+    return bool(os.environ.get(URL_ENV))
+
+
+def sql_resources(url: str | dg.EnvVar | None = None, schema: str | None = None,
+                  **settings: object) -> dict[str, object]:
+    """`sql_destination` and `sql_io_manager` (default: the URL from `IMEDNET_ASSETS_SQL_URL`,
+    kept as an EnvVar so its password never enters run config or metadata)."""
+    destination = SqlDestination(
+        url=url if url is not None else dg.EnvVar(URL_ENV),
+        db_schema=schema if schema is not None else (os.environ.get(SCHEMA_ENV) or None),
+        **settings,
+    )
+    return {
+        "sql_destination": destination,
+        SQL_IO_MANAGER_KEY: SqlSinkIOManager(destination=destination),
+    }
+
+
+def build_defs() -> dg.Definitions:
+    """The SQL sink assets with their destination and IO manager."""
+    return dg.Definitions(assets=sql_assets, resources=sql_resources())
