@@ -1,6 +1,8 @@
 """The one entry point: every asset, the IO managers, the API resource, jobs and sensors.
 
 Loads without any environment variable set: secrets are `dg.EnvVar`s resolved at run time.
+DuckDB, the lake and the file bundles are always there; every other destination joins when its
+settings are in the environment (see `DESTINATIONS`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,24 @@ from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.resources import ImednetResource
+from imednet_assets.defs.sinks.bundles import definitions as bundles_definitions
 from imednet_assets.defs.sinks.duckdb import definitions as duckdb_definitions
+from imednet_assets.defs.sinks.sql import definitions as sql_definitions
 from imednet_assets.settings import API_KEY_ENV, BASE_URL_ENV, SECURITY_KEY_ENV
 
 # Only `defs` may be a Definitions at module scope (Dagster refuses several), hence a function.
+
+#: Destinations besides DuckDB; each module has `is_configured()` (its settings are in the
+#: environment) and `build_defs()`.
+DESTINATIONS = {
+    "sql": sql_definitions,
+    "bundles": bundles_definitions,
+}
+
+
+def configured_destinations() -> list[str]:
+    """The destinations whose settings are present, in `DESTINATIONS` order."""
+    return [name for name, module in DESTINATIONS.items() if module.is_configured()]
 
 
 # every asset, one study per run (the CLI `demo` and the discovery sensor run it per study)
@@ -46,5 +62,9 @@ def _top_level_defs() -> dg.Definitions:
 
 
 defs = dg.Definitions.merge(
-    ingest_definitions.defs, duckdb_definitions.defs, checks_definitions.defs, _top_level_defs()
+    ingest_definitions.defs,
+    duckdb_definitions.defs,
+    checks_definitions.defs,
+    *(DESTINATIONS[name].build_defs() for name in configured_destinations()),
+    _top_level_defs(),
 )

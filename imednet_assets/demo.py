@@ -77,12 +77,26 @@ def _table_counts(db_path: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _print_summary(counts: dict[str, dict[str, int]], studies: list[str]) -> None:
-    width = max([len(t) for t in counts] + [5])
-    print(f"\n{'table':<{width}}  " + "  ".join(f"{s:>12}" for s in studies))
+def _print_summary(
+    counts: dict[str, dict[str, int]], studies: list[str], title: str = "table"
+) -> None:
+    width = max([len(t) for t in counts] + [len(title)])
+    print(f"\n{title:<{width}}  " + "  ".join(f"{s:>12}" for s in studies))
     for table, per_study in counts.items():
         cells = "  ".join(f"{per_study.get(s, 0):>12,}" for s in studies)
         print(f"{table:<{width}}  {cells}")
+
+
+def _destination_rows(result, study: str, rows: dict[str, dict[str, int]]) -> None:
+    """Rows (or documents, nodes) each destination asset reported writing for `study`."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        key = materialization.asset_key.to_user_string()
+        if key.split("/")[0] in ("imednet", "duckdb"):
+            continue  # the lake and DuckDB are summed up from their files
+        count = materialization.metadata.get("dagster/row_count")
+        if count is not None:
+            rows.setdefault(key, {})[study] = int(count.value)
 
 
 def register_studies(instance: DagsterInstance) -> list[str]:
@@ -109,12 +123,14 @@ def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
         print(f"source: {source}")
         import dagster as dg
 
-        from imednet_assets.definitions import defs
+        from imednet_assets.definitions import configured_destinations, defs
 
+        print(f"destinations: parquet lake, duckdb, {', '.join(configured_destinations())}")
         instance = dg.DagsterInstance.get()
         study_keys = register_studies(instance)
         job = defs.resolve_job_def("imednet_all_job")
         failed: list[str] = []
+        destination_rows: dict[str, dict[str, int]] = {}
         for key in study_keys:
             t0 = time.perf_counter()
             result = job.execute_in_process(
@@ -126,6 +142,7 @@ def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
             bad_checks = [
                 e.check_name for e in result.get_asset_check_evaluations() if not e.passed
             ]
+            _destination_rows(result, key, destination_rows)
             ok = result.success and not bad_checks
             status = "ok" if ok else f"FAILED {bad_checks or ''}".strip()
             print(f"study {key}: {status} in {time.perf_counter() - t0:.1f} s")
@@ -136,9 +153,12 @@ def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
                         message = event.step_failure_data.error.message.strip()
                         print(f"  {event.step_key}: {message}")
     _print_summary(_table_counts(settings.duckdb_path()), study_keys)
+    if destination_rows:
+        _print_summary(destination_rows, study_keys, "destination asset (rows written)")
     print(f"\ntook {time.perf_counter() - started:.1f} s")
     print(f"DuckDB:       {settings.duckdb_path()}")
     print(f"Parquet lake: {settings.lake_root()}")
+    print(f"File bundles: {settings.data_dir() / 'bundles'}")
     print("Dagster UI:   make dev")
     if failed:
         print(f"failed studies: {', '.join(failed)}", file=sys.stderr)
