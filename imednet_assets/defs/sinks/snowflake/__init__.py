@@ -1,0 +1,1 @@
+"""Snowflake destination: staged Parquet + COPY INTO, one study slice per transaction."""

@@ -1,0 +1,124 @@
+"""Snowflake sink IO manager: connects (or fails clearly before any data moves), then runs the
+asset's `SnowflakeWrite` through `loader.load_study` and reports what it wrote."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import dagster as dg
+
+from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError
+from imednet_assets.defs.sinks.snowflake import loader, sql
+from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
+from imednet_assets.settings import redact
+
+
+def check_connection(conn: Any, resource: SnowflakeConnection, settings: SnowflakeLoadSettings
+                     ) -> None:
+    """Database and schema in use, stage and manifest table there; else a config error."""
+    where = resource.describe()
+    if not sql.is_plain_identifier(settings.stage):
+        raise DestinationConfigError(
+            f"{where}: stage name {settings.stage!r} must be a plain identifier "
+            "(letters, digits, _ and $)")
+    cursor = conn.cursor()
+    try:
+        cursor.execute("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()")
+        database, schema = cursor.fetchone()
+        if not database or not schema:
+            raise DestinationConfigError(
+                f"{where}: no database/schema in use (does it exist, may this user use it?)")
+        loader.ensure_stage_and_manifest(cursor, settings)
+    except DestinationConfigError:
+        raise
+    except Exception as err:
+        detail = redact(f"{type(err).__name__}: {err}", resource.secrets())[:300]
+        raise DestinationConfigError(f"{where} cannot be used: {detail}") from None
+    finally:
+        cursor.close()
+
+
+class SnowflakeSinkIOManager(dg.ConfigurableIOManager):
+    """Loads a `SnowflakeWrite` for the run's study partition (see `loader`)."""
+
+    snowflake: SnowflakeConnection
+    load: SnowflakeLoadSettings
+
+    def _connect(self) -> Any:
+        try:
+            return self.snowflake.get_connection()
+        except Exception as err:  # noqa: BLE001 - reported as a config error below
+            detail = redact(f"{type(err).__name__}: {err}", self.snowflake.secrets())[:300]
+            raise DestinationConfigError(
+                f"{self.snowflake.describe()} is unreachable or refused the login: {detail}"
+            ) from None
+
+    def handle_output(self, context: dg.OutputContext, obj: loader.SnowflakeWrite) -> None:
+        study = context.partition_key
+        if not isinstance(obj, loader.SnowflakeWrite) or obj.study_key != study:
+            raise dg.Failure(
+                description=f"Snowflake sink {context.asset_key.to_user_string()} for study "
+                f"{study}: expected a SnowflakeWrite for that study, got {type(obj).__name__}")
+        where = self.snowflake.describe()
+        try:
+            with self._open() as conn:
+                check_connection(conn, self.snowflake, self.load)
+                report = loader.load_study(
+                    conn, obj, self.load, run_id=context.run_id, destination=where,
+                    secrets=self.snowflake.secrets(), log=context.log.warning)
+                biggest = max(report.rows, key=lambda t: (report.rows[t], t), default=None)
+                cursor = conn.cursor()
+                try:
+                    columns = [r[0] for r in loader._fetch(cursor, sql.describe_table_sql(biggest))
+                               ] if biggest else []
+                    preview = loader.preview(cursor, biggest, study, columns) if biggest else ""
+                finally:
+                    cursor.close()
+        except DestinationError as err:
+            raise dg.Failure(description=str(err)) from None
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "dagster/row_count": sum(report.rows.values()),
+            "dagster/table_name": next(iter(report.rows)) if len(report.rows) == 1 else "*",
+            "rows_written": dg.MetadataValue.json(dict(sorted(report.rows.items()))),
+            "rows_deleted": dg.MetadataValue.json(dict(sorted(report.deleted.items()))),
+            "batches": report.batches,
+            "seconds": round(report.seconds, 3),
+            "destination": where,
+            "stage_paths": dg.MetadataValue.json(report.stage_paths),
+            "manifest": self.load.manifest_file(),
+            "preview": dg.MetadataValue.md(preview),
+        }
+        context.add_output_metadata(metadata)
+
+    def _open(self) -> Any:
+        return _Connection(self)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        raise dg.Failure(description="the Snowflake sink assets are not read back by other assets")
+
+
+class _Connection:
+    """`SnowflakeResource.get_connection()` closes only on success: close on error too."""
+
+    def __init__(self, manager: SnowflakeSinkIOManager) -> None:
+        self._manager = manager
+        self._cm: Any = None
+
+    def __enter__(self) -> Any:
+        self._cm = self._manager._connect()
+        try:
+            self.conn = self._cm.__enter__()
+        except Exception as err:  # noqa: BLE001 - the login happens here
+            detail = redact(f"{type(err).__name__}: {err}", self._manager.snowflake.secrets())
+            raise DestinationConfigError(
+                f"{self._manager.snowflake.describe()} is unreachable or refused the login: "
+                f"{detail[:300]}") from None
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            return bool(self._cm.__exit__(None, None, None))
+        with contextlib.suppress(Exception):  # the original error is what matters
+            self.conn.close()
+        return False

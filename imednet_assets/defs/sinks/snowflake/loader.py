@@ -1,0 +1,374 @@
+"""Replays one study's tables into Snowflake: staged Parquet, then DELETE + COPY in one transaction.
+
+Order, and why:
+1. Schema first (CREATE TABLE / ADD COLUMN / widen to text): DDL commits implicitly in Snowflake,
+   so it cannot share the data transaction. It only ever adds, so a later failure harms nothing.
+2. Parquet files written locally and PUT to `@stage/<prefix>/<study>/<table>/<run_id>/`, a path no
+   earlier load used: Snowflake skips files it loaded before, so reusing a path after a DELETE would
+   load nothing.
+3. `BEGIN; DELETE slice; COPY INTO ... FILES=(...); check every file LOADED with the expected rows;
+   INSERT manifest rows; COMMIT` - else ROLLBACK: the previous rows stay.
+4. `REMOVE` of the run's stage folders whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import snowflake.connector.errors as sf_errors
+
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.common import DestinationError, with_retries
+from imednet_assets.defs.sinks.snowflake import sql
+from imednet_assets.defs.sinks.snowflake.resources import SnowflakeLoadSettings
+from imednet_assets.defs.sinks.snowflake.staging import (
+    ManifestRecord,
+    StagedFile,
+    append_jsonl,
+    write_files,
+)
+from imednet_assets.defs.sinks.tabular import StudyTables, TableSpec
+from imednet_assets.settings import redact
+
+#: Snowflake's identifier limit is 255 characters; bytes are the safe reading of it.
+MAX_IDENTIFIER_LENGTH = 255
+_WIDEN_SUFFIX = "__IMEDNET_WIDEN"
+_TRANSIENT = (sf_errors.OperationalError, sf_errors.InterfaceError)
+
+
+@dataclass(frozen=True)
+class SnowflakeWrite:
+    """What one asset loads for one study: the tables named in `tables` (`"form"`: every form
+    table, and the study's rows leave form tables of forms it no longer has)."""
+
+    asset_name: str
+    study_key: str
+    slices: Mapping[str, LakeSlice]
+    tables: frozenset[str]
+
+    def selects(self, spec: TableSpec) -> bool:
+        return spec.name in self.tables or (spec.kind == "form" and "form" in self.tables)
+
+
+@dataclass
+class TableLoad:
+    """One table's staged batches."""
+
+    table: str
+    stage_path: str
+    files: list[StagedFile] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+@dataclass
+class LoadReport:
+    rows: dict[str, int]
+    deleted: dict[str, int]
+    batches: int
+    seconds: float
+    stage_paths: list[str]
+    manifest: list[ManifestRecord]
+
+
+def stage_path(prefix: str, study: str, table: str, run_id: str, attempt: str) -> str:
+    """`<prefix>/<study>/<table>/<run_id>/<attempt>/`: unique to the run, and to the attempt, so a
+    retried step never meets files an earlier attempt left behind."""
+    parts = [prefix, sql.path_segment(study), table, sql.path_segment(run_id), attempt]
+    return "/".join(parts) + "/"
+
+
+def _before_copy(cursor: Any, load: TableLoad) -> None:
+    """Seam inside the transaction, after PUT and DELETE, before COPY (tests inject failures)."""
+
+
+class _Step:
+    """Where the load is, for error messages."""
+
+    def __init__(self) -> None:
+        self.table = "(setup)"
+        self.batch = "-"
+
+
+def check_copy(
+    description: Sequence[Any] | None, rows: Sequence[Sequence[Any]], files: Sequence[StagedFile]
+) -> None:
+    """Raise unless the COPY result says every file of `files` was LOADED, with its rows, no errors.
+
+    Catches what a bare COPY would pass silently: LOAD_SKIPPED ("loaded before"), partial loads,
+    missing files and row count mismatches.
+    """
+    names = [str(d[0]).lower() for d in description or []]
+    if "status" not in names or "file" not in names:
+        status = rows[0][0] if rows and rows[0] else "no result"
+        raise ValueError(f"COPY loaded no file ({status})")
+    results = [dict(zip(names, row, strict=False)) for row in rows]
+    by_name = {str(r["file"]).rsplit("/", 1)[-1]: r for r in results}
+    for staged in files:
+        result = by_name.get(staged.name)
+        if result is None:
+            raise ValueError(f"COPY did not report file {staged.name}")
+        status = str(result.get("status")).upper()
+        errors = int(result.get("errors_seen") or 0)
+        loaded = int(result.get("rows_loaded") or 0)
+        if status != "LOADED" or errors:
+            first = result.get("first_error")
+            raise ValueError(
+                f"COPY of {staged.name}: status {status}, {errors} error(s)"
+                + (f", first: {first}" if first else "")
+            )
+        if loaded != staged.rows:
+            raise ValueError(
+                f"COPY of {staged.name} loaded {loaded} rows, {staged.rows} were staged"
+            )
+    extra = set(by_name) - {f.name for f in files}
+    if extra:
+        raise ValueError(f"COPY loaded files it was not given: {sorted(extra)}")
+
+
+def _fetch(cursor: Any, text: str, params: Sequence[Any] | None = None) -> list[tuple]:
+    cursor.execute(text, params)
+    return list(cursor.fetchall())
+
+
+def existing_tables(cursor: Any) -> set[str]:
+    return {t for (t,) in _fetch(cursor, sql.list_tables_sql())}
+
+
+def table_columns(cursor: Any, table: str) -> dict[str, tuple[str, str]]:
+    """upper(name) -> (name, type) of an existing table, in table order."""
+    rows = _fetch(cursor, sql.describe_table_sql(table))
+    return {row[0].upper(): (row[0], row[1]) for row in rows}
+
+
+def _raw_columns(cursor: Any, table: str, column: str, tables: set[str]) -> list[str]:
+    """Raw-text columns the dictionary knows for `column` (any study), to refill it exactly."""
+    forms, variables = sql.name("forms"), sql.name("variables")
+    if forms not in tables or variables not in tables:
+        return []
+    try:
+        found = _fetch(cursor, sql.raw_columns_sql(forms, variables), (table, column))
+    except sf_errors.ProgrammingError:  # an older dictionary without the naming columns
+        return []
+    return [r for (r,) in found if r]
+
+
+def sync_schema(
+    cursor: Any, table: str, wanted: Sequence[tuple[str, str]], tables: set[str]
+) -> list[str]:
+    """Create `table` or add its missing columns; a column whose type differs from the wanted one
+    becomes text (filled from the raw API text). Returns the columns the table holds as text while
+    the study's plan types them: those are read as raw text. Never drops data."""
+    if table not in tables:
+        cursor.execute(sql.create_table_sql(table, wanted))
+        tables.add(table)
+        return []
+    have = table_columns(cursor, table)
+    for upper, (col, _) in list(have.items()):
+        if upper.endswith(_WIDEN_SUFFIX):
+            # a widening cut short: finish it (renamed) or drop the half-made copy
+            base = col[: -len(_WIDEN_SUFFIX)]
+            if base.upper() in have:
+                cursor.execute(sql.drop_column_sql(table, col))
+            else:
+                cursor.execute(sql.rename_column_sql(table, col, base))
+    have = table_columns(cursor, table)
+    text: list[str] = []
+    for col, ctype in wanted:
+        current = have.get(col.upper())
+        if current is None:
+            cursor.execute(sql.add_column_sql(table, col, ctype))
+        elif sql.type_family(current[1]) == sql.type_family(ctype):
+            continue
+        elif sql.type_family(current[1]) == "TEXT":
+            text.append(col)
+        else:
+            _widen(cursor, table, current[0], [r for r in _raw_columns(cursor, table, col, tables)
+                                                if r.upper() in have])
+            text.append(col)
+    return text
+
+
+def _widen(cursor: Any, table: str, column: str, raw_columns: list[str]) -> None:
+    # Snowflake cannot ALTER a NUMBER/DATE column to VARCHAR: copy into a text column and swap.
+    temp = column + _WIDEN_SUFFIX
+    cursor.execute(sql.add_column_sql(table, temp, "VARCHAR"))
+    cursor.execute(sql.fill_text_sql(table, temp, column, [sql.name(r) for r in raw_columns]))
+    cursor.execute(sql.drop_column_sql(table, column))
+    cursor.execute(sql.rename_column_sql(table, temp, column))
+
+
+def _rollback(cursor: Any) -> None:
+    # best effort: the original error matters more; closing the connection discards it anyway
+    with contextlib.suppress(Exception):
+        cursor.execute("ROLLBACK")
+
+
+def load_study(
+    conn: Any,
+    write: SnowflakeWrite,
+    settings: SnowflakeLoadSettings,
+    *,
+    run_id: str,
+    destination: str,
+    secrets: Sequence[str | None] = (),
+    log: Callable[[str], None] = lambda _msg: None,
+) -> LoadReport:
+    """Replay `write` into Snowflake over `conn` (see the module docstring for the steps)."""
+    started = time.perf_counter()
+    study = write.study_key
+    step = _Step()
+    stage = settings.stage
+    staged_paths: list[str] = []
+    work = Path(tempfile.mkdtemp(prefix="imednet-snowflake-"))
+    cursor = conn.cursor()
+    attempt = uuid.uuid4().hex[:12]
+    try:
+        with StudyTables(study, write.slices, max_identifier_length=MAX_IDENTIFIER_LENGTH) as t:
+            specs = [s for s in t.specs() if write.selects(s)]
+            tables = existing_tables(cursor)
+            loads: list[TableLoad] = []
+            for spec in specs:
+                step.table, step.batch = sql.name(spec.name), "-"
+                schema = t.schema(spec)
+                wanted = [(sql.name(f.name), sql.snowflake_type(f.type)) for f in schema]
+                text = sync_schema(cursor, step.table, wanted, tables)
+                path = stage_path(settings.stage_prefix, study, step.table, run_id, attempt)
+                load = TableLoad(step.table, path)
+                reader = t.read(spec, text_columns=text, batch_rows=settings.batch_size)
+                load.files = write_files(reader, reader.schema, work / step.table,
+                                         target_bytes=int(settings.target_file_mb * 2**20))
+                for n, staged in enumerate(load.files):
+                    step.batch = f"{study}/{step.table}/{n}"
+                    if not staged_paths or staged_paths[-1] != path:
+                        staged_paths.append(path)
+                    with_retries(
+                        lambda staged=staged, path=path: cursor.execute(
+                            sql.put_sql(str(staged.path), stage, path)),
+                        settings=settings, transient=_TRANSIENT, secrets=secrets,
+                        what=f"{destination}: PUT of study {study}, batch {step.batch}",
+                    )
+                    staged.path.unlink()  # uploaded: local disk holds one table at a time
+                loads.append(load)
+            stale: list[str] = []
+            if "form" in write.tables:
+                mine = {ld.table for ld in loads}
+                stale = sorted(x for x in existing_tables(cursor)
+                               if x.startswith(sql.FORM_TABLE_PREFIX) and x not in mine)
+            report = _transaction(cursor, write, settings, loads, stale, run_id, step)
+        append_jsonl(Path(settings.manifest_file()), report.manifest)
+        report.stage_paths = staged_paths
+        report.seconds = time.perf_counter() - started
+        return report
+    except DestinationError:
+        raise
+    except Exception as err:
+        detail = redact(f"{type(err).__name__}: {err}", list(secrets))[:1000]
+        raise DestinationError(
+            f"{destination}: load of {write.asset_name} for study {study} failed at table "
+            f"{step.table}, batch {step.batch}; nothing of this load was committed. {detail}"
+        ) from None
+    finally:
+        for path in staged_paths:
+            try:
+                cursor.execute(sql.remove_sql(stage, path))
+            except Exception as err:  # noqa: BLE001 - cleanup must not hide the load's outcome
+                log(f"could not REMOVE {sql.stage_ref(stage, path)}: "
+                    f"{redact(str(err), list(secrets))[:300]}")
+        with contextlib.suppress(Exception):
+            cursor.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _transaction(
+    cursor: Any,
+    write: SnowflakeWrite,
+    settings: SnowflakeLoadSettings,
+    loads: list[TableLoad],
+    stale: list[str],
+    run_id: str,
+    step: _Step,
+) -> LoadReport:
+    study = write.study_key
+    loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    manifest: list[ManifestRecord] = []
+    deleted: dict[str, int] = {}
+    cursor.execute("BEGIN")
+    try:
+        for other in stale:
+            step.table, step.batch = other, "-"
+            deleted[other] = _deleted(_fetch(cursor, sql.delete_slice_sql(other), (study,)))
+        for load in loads:
+            step.table, step.batch = load.table, "-"
+            deleted[load.table] = _deleted(
+                _fetch(cursor, sql.delete_slice_sql(load.table), (study,)))
+            if not load.files:
+                continue
+            step.batch = f"{study}/{load.table}/0..{len(load.files) - 1}"
+            _before_copy(cursor, load)
+            cursor.execute(sql.copy_into_sql(load.table, settings.stage, load.stage_path))
+            check_copy(cursor.description, cursor.fetchall(), load.files)
+            manifest += [
+                ManifestRecord(
+                    batch_id=f"{study}/{load.table}/{n}", study_key=study, table_name=load.table,
+                    stage_path=sql.stage_ref(settings.stage, load.stage_path), file_name=f.name,
+                    rows=f.rows, checksum=f.checksum, run_id=run_id, loaded_at=loaded_at,
+                )
+                for n, f in enumerate(load.files)
+            ]
+        step.table, step.batch = sql.MANIFEST_TABLE, "-"
+        if manifest:
+            params = [v for record in manifest for v in record.values()]
+            cursor.execute(sql.insert_manifest_sql(len(manifest)), params)
+        step.table = "(commit)"
+        cursor.execute("COMMIT")
+    except BaseException:
+        _rollback(cursor)
+        raise
+    return LoadReport(
+        rows={ld.table: ld.rows for ld in loads},
+        deleted=deleted,
+        batches=len(manifest),
+        seconds=0.0,
+        stage_paths=[],
+        manifest=manifest,
+    )
+
+
+def _deleted(rows: list[tuple]) -> int:
+    return int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else 0
+
+
+def ensure_stage_and_manifest(cursor: Any, settings: SnowflakeLoadSettings) -> None:
+    cursor.execute(sql.create_stage_sql(settings.stage))
+    cursor.execute(sql.manifest_table_sql())
+
+
+def preview(cursor: Any, table: str, study: str, columns: Sequence[str]) -> str:
+    """First rows of the study's slice as a small markdown table (first 8 columns, short cells)."""
+    cols = list(columns)[:8]
+    rows = _fetch(cursor, sql.preview_slice_sql(table, cols), (study,))
+
+    def cell(value: object) -> str:
+        text = "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= 40 else text[:39] + "…"
+
+    lines = ["| " + " | ".join(cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def arrow_columns(schema: pa.Schema) -> list[str]:
+    return [sql.name(f.name) for f in schema]

@@ -1,0 +1,126 @@
+"""Fixtures for the Snowflake sink tests: one real fakesnow server (HTTP, through the real
+connector) per session, a fresh schema per test, real lake folders and real Dagster runs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import snowflake.connector
+
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.sinks.snowflake import sql
+from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
+from imednet_assets.defs.sinks.snowflake.definitions import snowflake_resources
+from imednet_assets.defs.sinks.snowflake.local_server import LocalSnowflake
+from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
+from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
+
+DATABASE = "IMEDNET"
+PASSWORD = "s3cr3t-Pa55word"
+STAGE = "IMEDNET_STAGE"
+_schemas = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSnowflake]:
+    server = LocalSnowflake(tmp_path_factory.mktemp("fakesnow"))
+    with server:
+        yield server
+
+
+class SnowSink:
+    """A lake folder + a schema of the fakesnow server + a Dagster instance."""
+
+    def __init__(self, tmp_path: Path, server: LocalSnowflake) -> None:
+        self.lake = tmp_path / "lake"
+        self.server = server
+        self.schema = f"T{next(_schemas)}"
+        self.manifest = tmp_path / "manifest.jsonl"
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.target_file_mb = 128.0
+        self.batch_size = 5_000
+        self.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}", schema=False)
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{self.schema}", schema=False)
+
+    def connection(self, **overrides: Any) -> SnowflakeConnection:
+        fields: dict[str, Any] = {
+            "account": "fakesnow", "user": "tester", "password": PASSWORD, "database": DATABASE,
+            "schema": self.schema, "autocommit": True, "login_timeout": 10,
+            "network_timeout": 60,
+            "additional_snowflake_connection_args": self.server.connection_args(),
+        }
+        return SnowflakeConnection(**{**fields, **overrides})
+
+    def settings(self, **overrides: Any) -> SnowflakeLoadSettings:
+        fields: dict[str, Any] = {"stage": STAGE, "manifest_path": str(self.manifest),
+                                  "target_file_mb": self.target_file_mb,
+                                  "batch_size": self.batch_size, "retry_backoff_s": 0}
+        return SnowflakeLoadSettings(**{**fields, **overrides})
+
+    def run(self, study: str, *, raise_on_error: bool = True, selection: list[str] | None = None,
+            connection: SnowflakeConnection | None = None) -> dg.ExecuteInProcessResult:
+        if study not in self.instance.get_dynamic_partitions("study"):
+            self.instance.add_dynamic_partitions("study", [study])
+        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
+                    for e in ENTITIES]
+        return dg.materialize(
+            [*upstream, *snowflake_assets],
+            selection=selection or [a.key for a in snowflake_assets],
+            partition_key=study,
+            instance=self.instance,
+            resources={"lake_io_manager": LakeIOManager(root=str(self.lake)),
+                       **snowflake_resources(connection or self.connection(), self.settings())},
+            raise_on_error=raise_on_error,
+        )
+
+    def _connect(self, schema: bool = True) -> Any:
+        return snowflake.connector.connect(
+            user="tester", password=PASSWORD, account="fakesnow", network_timeout=60,
+            database=DATABASE if schema else None, schema=self.schema if schema else None,
+            **self.server.connection_args())
+
+    def execute(self, text: str, params: Any = None, *, schema: bool = True) -> list[tuple]:
+        conn = self._connect(schema)
+        try:
+            cur = conn.cursor()
+            cur.execute(text, params)
+            return list(cur.fetchall()) if cur.description else []
+        finally:
+            conn.close()
+
+    def tables(self) -> list[str]:
+        """Data tables of the schema (the manifest table is a log: it grows on every load)."""
+        names = [t for (t,) in self.execute(sql.list_tables_sql())]
+        return sorted(t for t in names if t != sql.MANIFEST_TABLE)
+
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.execute(sql.describe_table_sql(table))]
+
+    def dump(self, table: str, study: str | None = None) -> list[tuple]:
+        """Every row (optionally of one study), sorted. Timestamps are read as text: the fakesnow
+        server sends a NULL timestamp as 1970-01-01 (the table holds NULL)."""
+        cols = []
+        for name, ctype in self.columns(table):
+            col = sql.quote_ident(name)
+            cols.append(f"CAST({col} AS VARCHAR)" if ctype.startswith("TIMESTAMP") else col)
+        where = "" if study is None else f' WHERE "{sql.STUDY_COLUMN}" = %s'
+        rows = self.execute(f'SELECT {", ".join(cols)} FROM {sql.quote_ident(table)}{where}',
+                            None if study is None else (study,))
+        return sorted(rows, key=repr)
+
+    def snapshot(self) -> dict[str, tuple[list, list[tuple]]]:
+        return {t: (self.columns(t), self.dump(t)) for t in self.tables()}
+
+    def staged(self) -> list[str]:
+        return [r[0] for r in self.execute(sql.list_stage_sql(STAGE))]
+
+
+@pytest.fixture
+def snow(tmp_path: Path, snowflake_server: LocalSnowflake) -> SnowSink:
+    return SnowSink(tmp_path, snowflake_server)

@@ -1,0 +1,78 @@
+"""The Snowflake sink's SQL text and COPY result check, without a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from imednet_assets.defs.sinks.snowflake import sql
+from imednet_assets.defs.sinks.snowflake.loader import check_copy, stage_path
+from imednet_assets.defs.sinks.snowflake.staging import StagedFile
+
+COPY_COLUMNS = [("file",), ("status",), ("rows_parsed",), ("rows_loaded",), ("error_limit",),
+                ("errors_seen",), ("first_error",)]
+
+
+def test_identifiers_are_quoted_upper_case_and_literals_escaped() -> None:
+    assert sql.quote_ident(sql.name('odd "q" $.select')) == '"ODD ""Q"" $.SELECT"'
+    assert sql.quote_literal("it's a \\ path") == "'it''s a \\\\ path'"
+    assert sql.delete_slice_sql("form_VS".upper()) == 'DELETE FROM "FORM_VS" WHERE "STUDY_KEY" = %s'
+    assert sql.create_table_sql("T", [("A", "VARCHAR"), ('B"', "FLOAT")]) == (
+        'CREATE TABLE IF NOT EXISTS "T" ("A" VARCHAR, "B""" FLOAT)')
+    assert sql.add_column_sql("T", "SELECT", "DATE") == 'ALTER TABLE "T" ADD COLUMN "SELECT" DATE'
+
+
+def test_arrow_types_map_to_snowflake_types() -> None:
+    assert [sql.snowflake_type(t) for t in (
+        pa.string(), pa.bool_(), pa.int32(), pa.float64(), pa.date32(), pa.timestamp("ms"),
+        pa.timestamp("us", "UTC"), pa.decimal128(10, 2), pa.null())] == [
+        "VARCHAR", "BOOLEAN", "NUMBER(38,0)", "FLOAT", "DATE", "TIMESTAMP_NTZ(3)",
+        "TIMESTAMP_TZ(6)", "NUMBER(10,2)", "VARCHAR"]
+    assert sql.type_family("NUMBER(38,0)") == sql.type_family("INT") == "FIXED"
+    assert sql.type_family("VARCHAR(16777216)") == sql.type_family("TEXT") == "TEXT"
+    assert sql.type_family("FLOAT") != sql.type_family("NUMBER(38,0)")
+
+
+def test_stage_statements() -> None:
+    path = stage_path("imednet", "Study 1/ü", "FORM_VS", "run-1", "abc")
+    assert path.startswith("imednet/Study_1-") and path.endswith("/FORM_VS/run-1/abc/")
+    assert sql.put_sql("/tmp/x/a.parquet", "IMEDNET_STAGE", path) == (
+        f"PUT 'file:///tmp/x/a.parquet' @IMEDNET_STAGE/{path} PARALLEL=4 AUTO_COMPRESS=FALSE "
+        "OVERWRITE=TRUE")
+    assert sql.copy_into_sql("FORM_VS", "IMEDNET_STAGE", path) == (
+        f'COPY INTO "FORM_VS" FROM @IMEDNET_STAGE/{path} FILE_FORMAT = (TYPE = PARQUET) '
+        "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE ON_ERROR = ABORT_STATEMENT")
+    assert sql.remove_sql("IMEDNET_STAGE", path) == f"REMOVE @IMEDNET_STAGE/{path}"
+    # distinct study keys never share a folder, even when they clean up alike
+    assert sql.path_segment("a b") != sql.path_segment("a_b") == "a_b"
+    with pytest.raises(ValueError, match="not a plain identifier"):
+        sql.stage_ref('my"stage')
+    with pytest.raises(ValueError, match="would need quoting"):
+        sql.stage_ref("S", "a b/")
+
+
+def _files(*rows: int) -> list[StagedFile]:
+    return [StagedFile(Path(f"/x/f{i}.parquet"), n, "c") for i, n in enumerate(rows)]
+
+
+def test_copy_result_must_load_every_file_with_its_rows() -> None:
+    files = _files(3, 2)
+    ok = [("stage/p/f0.parquet", "LOADED", 3, 3, 1, 0, None),
+          ("stage/p/f1.parquet", "LOADED", 2, 2, 1, 0, None)]
+    check_copy(COPY_COLUMNS, ok, files)
+    skipped = [ok[0], ("stage/p/f1.parquet", "LOAD_SKIPPED", 0, 0, None, 1,
+                       "File was loaded before.")]
+    with pytest.raises(ValueError, match="^COPY of f1.parquet: status LOAD_SKIPPED, 1 error"
+                       r"\(s\), first: File was loaded before.$"):
+        check_copy(COPY_COLUMNS, skipped, files)
+    short = [ok[0], ("stage/p/f1.parquet", "LOADED", 2, 1, 1, 0, None)]
+    with pytest.raises(ValueError, match="^COPY of f1.parquet loaded 1 rows, 2 were staged$"):
+        check_copy(COPY_COLUMNS, short, files)
+    with pytest.raises(ValueError, match="^COPY did not report file f1.parquet$"):
+        check_copy(COPY_COLUMNS, ok[:1], files)
+    with pytest.raises(ValueError, match=r"^COPY loaded files it was not given: \['f9.parquet'\]$"):
+        check_copy(COPY_COLUMNS, [*ok, ("stage/p/f9.parquet", "LOADED", 1, 1, 1, 0, None)], files)
+    with pytest.raises(ValueError, match=r"^COPY loaded no file \(Copy executed with 0 files"):
+        check_copy([("status",)], [("Copy executed with 0 files processed.",)], files)
