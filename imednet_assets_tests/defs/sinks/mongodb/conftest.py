@@ -1,0 +1,92 @@
+"""A real nx-27017 server (MongoDB wire protocol on SQLite) per test, and a Dagster run over a lake.
+
+The server (the benchmark's runner) keeps its data in a temp folder, so a test can kill it and
+start it again on the same data ("killed mid-partition, then back"). Lake folders come from the
+DuckDB tests' helpers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from imednet_assets.bench.mongodb import NxServer as MongoServer
+from imednet_assets.bench.mongodb import free_port
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
+from imednet_assets.defs.sinks.mongodb.definitions import mongodb_resources
+from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
+
+__all__ = ["MongoServer", "free_port"]
+
+
+@pytest.fixture
+def mongo() -> Iterator[MongoServer]:
+    # not under tmp_path: the data folder is removed as soon as the test ends
+    folder = Path(tempfile.mkdtemp(prefix="nx27017-"))
+    server = MongoServer(folder / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class MongoSink:
+    """A lake folder + a database on the test server, and a way to run the MongoDB assets."""
+
+    def __init__(self, tmp_path: Path, server: MongoServer, database: str = "imednet") -> None:
+        self.lake = tmp_path / "lake"
+        self.server = server
+        self.database = database
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def resources(self, **settings: Any) -> dict[str, Any]:
+        uri = settings.pop("uri", self.server.uri)
+        return {"lake_io_manager": LakeIOManager(root=str(self.lake)),
+                **mongodb_resources(uri, self.database, **settings)}
+
+    def run(self, study: str, *, raise_on_error: bool = True,
+            **settings: Any) -> dg.ExecuteInProcessResult:
+        if study not in self.instance.get_dynamic_partitions("study"):
+            self.instance.add_dynamic_partitions("study", [study])
+        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
+                    for e in ENTITIES]
+        return dg.materialize([*upstream, *mongodb_assets], partition_key=study,
+                              instance=self.instance, resources=self.resources(**settings),
+                              raise_on_error=raise_on_error)
+
+    def docs(self, collection: str, study: str | None = None) -> list[dict]:
+        """Every document (optionally of one study), ordered by `_id`."""
+        with self.server.client() as client:
+            query = {} if study is None else {"study_key": study}
+            return list(client[self.database][collection].find(query).sort("_id", 1))
+
+    def snapshot(self) -> dict[str, list[dict]]:
+        return {c: self.docs(c) for c in ("records", "subjects")}
+
+
+def without_export_time(docs: list[dict]) -> list[dict]:
+    """Documents minus `exported_at` (the only field that differs between two clean runs)."""
+    return [{k: v for k, v in d.items() if k != "exported_at"} for d in docs]
+
+
+def step_failure(result: dg.ExecuteInProcessResult) -> str:
+    """The description of the (first) failed step's `dg.Failure`."""
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    return failure.step_failure_data.user_failure_data.description
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
+    key = dg.AssetKey(["mongodb", name])
+    event = next(m for m in result.asset_materializations_for_node(f"mongodb__{name}")
+                 if m.asset_key == key)
+    return {k: v.value for k, v in event.metadata.items()}
