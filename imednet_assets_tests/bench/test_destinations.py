@@ -1,0 +1,42 @@
+"""The destination section of the benchmark report: every path, every comparison, the verdicts."""
+
+from __future__ import annotations
+
+from imednet_assets.bench.destinations import (
+    BENCHES,
+    Comparison,
+    DestinationBench,
+    DestinationRun,
+    median_run,
+    table,
+)
+
+
+def run(path: str, rows: int, seconds: float) -> DestinationRun:
+    return DestinationRun("graph", path, 1_000, rows, seconds, 300.0)
+
+
+def test_table_lists_every_path_and_judges_each_comparison_by_rate() -> None:
+    bench = DestinationBench(
+        "graph", "FalkorDB", ("ours", "seed", "other"),
+        (Comparison("ours", "seed", 3.0), Comparison("ours", "other", 3.0)),
+    )  # fmt: skip
+    # ours 2,000 rows/s; seed 500 rows/s (4x: met); other 1,000 rows/s over fewer rows (2x: not)
+    lines = table([(bench, [run("ours", 4_000, 2.0), run("seed", 4_000, 8.0),
+                            run("other", 1_000, 1.0)])])  # fmt: skip
+    assert "| graph | FalkorDB | seed | 1,000 | 4,000 | 8.00 | 500 | 300 |" in lines
+    assert lines[-2:] == [
+        "- graph: `ours` at 4.0x the rate of `seed` (target 3x: met)",
+        "- graph: `ours` at 2.0x the rate of `other` (target 3x: NOT met)",
+    ]
+
+
+def test_median_keeps_the_middle_time_and_the_highest_memory() -> None:
+    runs = [DestinationRun("sql", "copy", 10, 10, s, m) for s, m in ((3.0, 1), (1.0, 5), (2.0, 2))]
+    assert median_run(runs) == DestinationRun("sql", "copy", 10, 10, 2.0, 5)
+
+
+def test_every_comparison_names_paths_the_bench_runs() -> None:
+    for bench in BENCHES:
+        for c in bench.comparisons:
+            assert {c.ours, c.baseline} <= set(bench.paths), bench.destination
