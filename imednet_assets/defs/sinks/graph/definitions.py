@@ -1,0 +1,27 @@
+"""Graph sink definitions, built only when a graph server is configured (NEO4J_URI or
+FALKORDB_URL), so the demo keeps working without one."""
+
+import os
+
+import dagster as dg
+
+from imednet_assets.defs.sinks.graph.assets import GRAPH_IO_MANAGER_KEY, build_graph_asset
+from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
+from imednet_assets.defs.sinks.graph.resources import from_env
+
+ENV_VARS = ("NEO4J_URI", "FALKORDB_URL")
+
+
+def is_configured() -> bool:
+    """Whether a graph server is named in the environment."""
+    return any(os.environ.get(name) for name in ENV_VARS)
+
+
+def build_defs() -> dg.Definitions:
+    """The graph asset with its IO manager, bound to the server the environment names."""
+    kind = "neo4j" if os.environ.get("NEO4J_URI") else "falkordb"
+    destination = from_env(dict(os.environ))
+    return dg.Definitions(
+        assets=[build_graph_asset(kind)],
+        resources={GRAPH_IO_MANAGER_KEY: GraphIOManager(destination=destination)},
+    )
