@@ -14,11 +14,7 @@ unchanged study) timed. The clock starts after imports and server start.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,61 +28,10 @@ from imednet_assets.defs.sinks.mongodb.assets import RECORDS_COLLECTION, records
 from imednet_assets.defs.sinks.mongodb.documents import EXPORTED_AT, rebatch
 from imednet_assets.defs.sinks.mongodb.resources import MongoDestination
 from imednet_assets.defs.sinks.mongodb.writer import now_iso, write_collection
+from imednet_assets.local_servers.mongodb import NxServer
 
-NX = Path(sys.executable).parent / "nx-27017"
 SEED_BATCH_SIZE = 500
-START_TIMEOUT_S = 30
 DATABASE = "imednet"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class NxServer:
-    """One nx-27017 process on 127.0.0.1 (its data in `data_dir`); `stop()` kills it like a crash,
-    `start()` brings it back on the same port and data."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [str(NX), "--data-dir", str(self.data_dir), "-p", str(self.port), "--host",
-             "127.0.0.1", "--log-file", str(self.data_dir / "nx.log"),
-             "--pid-file", str(self.data_dir / "nx.pid")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with MongoClient(self.uri, serverSelectionTimeoutMS=500) as client:
-            while True:
-                try:
-                    client.admin.command("ping")
-                    return
-                except Exception as exc:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        self.stop()
-                        msg = f"nx-27017 did not start (log: {self.data_dir})"
-                        raise RuntimeError(msg) from exc
-                    time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-
-    def client(self) -> MongoClient:
-        return MongoClient(self.uri, serverSelectionTimeoutMS=5_000)
 
 
 def run_ours(uri: str, records: LakeSlice) -> None:

@@ -23,9 +23,9 @@ from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.snowflake.assets import TABLE_FAMILIES
-from imednet_assets.defs.sinks.snowflake.local_server import LocalSnowflake
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeLoadSettings
 from imednet_assets.defs.sinks.tabular import ENTITIES
+from imednet_assets.local_servers.snowflake import LocalSnowflake
 
 PATHS = ("ours",)
 DATABASE = "IMEDNET_BENCH"

@@ -13,7 +13,6 @@ afterwards, or a fresh schema in `--url`'s database. The clock starts after impo
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
@@ -33,9 +32,9 @@ from imednet_assets.defs.sinks.sql import ddl, loader, writer
 from imednet_assets.defs.sinks.sql.io_manager import TABLES_BY_ASSET
 from imednet_assets.defs.sinks.sql.resources import SqlDestination
 from imednet_assets.defs.sinks.tabular import ENTITIES
+from imednet_assets.local_servers.postgres import NoLocalPostgres, temporary_database
 
 PATHS = ("copy", "executemany", "rows")
-LOCAL = ("127.0.0.1", 5432)
 
 
 def _executemany(conn, schema, table, reader, progress) -> None:
@@ -74,28 +73,11 @@ def _database(url: str | None, keep_schema: str | None) -> Iterator[tuple[str, s
                                      "CASCADE"))
             engine.dispose()
         return
-    name = f"imednet_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = None
-    for user in ("postgres", "root"):
-        candidate = sa.URL.create("postgresql+psycopg", username=user, host=LOCAL[0],
-                                  port=LOCAL[1], database="postgres")
-        engine = sa.create_engine(candidate, poolclass=sa.pool.NullPool,
-                                  isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            admin = engine
-            break
-        except sa.exc.OperationalError:
-            engine.dispose()
-    if admin is None:
-        raise SystemExit(f"no PostgreSQL at {LOCAL[0]}:{LOCAL[1]}; pass --url")
     try:
-        yield candidate.set(database=name).render_as_string(hide_password=False), None
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        with temporary_database("imednet_bench") as temp:
+            yield temp.render_as_string(hide_password=False), None
+    except NoLocalPostgres as exc:
+        raise SystemExit(f"{exc}; pass --url") from None
 
 
 def load_study(lake: Path, study: str, url: str, schema: str | None, path: str,

@@ -16,12 +16,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from imednet_assets.bench.mongodb import NxServer as MongoServer
-from imednet_assets.bench.mongodb import free_port
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
 from imednet_assets.defs.sinks.mongodb.definitions import mongodb_resources
+from imednet_assets.local_servers import free_port
+from imednet_assets.local_servers.mongodb import NxServer as MongoServer
 from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
 
 __all__ = ["MongoServer", "free_port"]

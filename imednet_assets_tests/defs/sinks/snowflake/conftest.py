@@ -17,8 +17,8 @@ from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.snowflake import sql
 from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
 from imednet_assets.defs.sinks.snowflake.definitions import snowflake_resources
-from imednet_assets.defs.sinks.snowflake.local_server import LocalSnowflake
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
+from imednet_assets.local_servers.snowflake import LocalSnowflake
 from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
 
 DATABASE = "IMEDNET"

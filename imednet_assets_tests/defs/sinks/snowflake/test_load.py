@@ -14,8 +14,8 @@ import pytest
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.snowflake import loader, sql
-from imednet_assets.defs.sinks.snowflake.local_server import free_port
 from imednet_assets.defs.sinks.tabular import ENTITIES, StudyTables
+from imednet_assets.local_servers import free_port
 from imednet_assets_tests.defs.sinks.duckdb.conftest import (
     record,
     variable,

@@ -4,7 +4,6 @@ lake folder."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,43 +16,16 @@ from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.sql.assets import sql_assets
 from imednet_assets.defs.sinks.sql.definitions import sql_resources
+from imednet_assets.local_servers.postgres import temporary_database
 from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-
-
-def _admin_url() -> sa.URL:
-    """The local server's admin login (trust auth): user `postgres`, else `root`."""
-    for user in ("postgres", "root"):
-        url = sa.URL.create("postgresql+psycopg", username=user, host=PG_HOST, port=PG_PORT,
-                            database="postgres")
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            return url
-        except sa.exc.OperationalError:
-            continue
-        finally:
-            engine.dispose()
-    pytest.skip(f"no PostgreSQL answering on {PG_HOST}:{PG_PORT}")
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[sa.URL]:
-    """A fresh database on the local PostgreSQL for this session; dropped afterwards."""
-    admin = _admin_url()
-    name = f"imednet_sql_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(admin, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.set(database=name)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    """A fresh database on the local PostgreSQL for this session; dropped afterwards. No skip when
+    PostgreSQL is missing: it runs wherever the suite runs, so its absence is a failure."""
+    with temporary_database("imednet_sql_test") as url:
+        yield url
 
 
 class SqlSink:

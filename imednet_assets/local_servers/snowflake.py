@@ -5,7 +5,7 @@ which the sink issues after every load. This module runs the fakesnow server wit
 added, implemented as Snowflake documents it (delete every staged file under the path prefix), so
 the sink's SQL is the real Snowflake SQL and tests can LIST the stage to see it cleaned.
 
-`python -m imednet_assets.defs.sinks.snowflake.local_server --port P` runs it in the foreground;
+`python -m imednet_assets.local_servers.snowflake --port P` runs it in the foreground;
 `LocalSnowflake` starts and stops it as a child process group.
 """
 
@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from imednet_assets.local_servers import free_port
 
 _REMOVE = re.compile(r"^\s*(?:REMOVE|RM)\s+'?@([^'\s]+)'?\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 
@@ -74,10 +76,6 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
     ).run()
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalSnowflake:
