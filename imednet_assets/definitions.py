@@ -18,6 +18,7 @@ from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.resources import ImednetResource
 from imednet_assets.defs.sinks.bundles import definitions as bundles_definitions
 from imednet_assets.defs.sinks.duckdb import definitions as duckdb_definitions
+from imednet_assets.defs.sinks.graph import definitions as graph_definitions
 from imednet_assets.defs.sinks.mongodb import definitions as mongodb_definitions
 from imednet_assets.defs.sinks.snowflake import definitions as snowflake_definitions
 from imednet_assets.defs.sinks.sql import definitions as sql_definitions
@@ -28,6 +29,7 @@ from imednet_assets.settings import API_KEY_ENV, BASE_URL_ENV, SECURITY_KEY_ENV
 #: Destinations besides DuckDB; each module has `is_configured()` (its settings are in the
 #: environment) and `build_defs()`.
 DESTINATIONS = {
+    "graph": graph_definitions,
     "mongodb": mongodb_definitions,
     "snowflake": snowflake_definitions,
     "sql": sql_definitions,
