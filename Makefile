@@ -5,7 +5,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint dev bench clean
+.PHONY: setup demo demo-all test lint dev bench clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -19,6 +19,9 @@ setup: $(BIN)/imednet-assets
 
 demo: setup ## simulator -> lake + DuckDB under ./data, then a summary
 	$(BIN)/imednet-assets demo
+
+demo-all: setup ## the demo into every destination, each on a local server (MongoDB, Snowflake, graph, PostgreSQL)
+	$(BIN)/imednet-assets demo --local-servers
 
 test: setup lint ## the whole suite (what CI runs)
 	$(BIN)/dagster definitions validate -m imednet_assets.definitions

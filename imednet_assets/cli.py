@@ -16,7 +16,10 @@ def _simulate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from imednet_assets.demo import run_demo
 
-    return run_demo(studies=args.studies, subjects=args.subjects, seed=args.seed)
+    return run_demo(
+        studies=args.studies, subjects=args.subjects, seed=args.seed,
+        local_servers=args.local_servers,
+    )  # fmt: skip
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -49,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--studies", type=int, default=3, help="simulated studies")
     demo.add_argument("--subjects", type=int, default=40, help="simulated subjects per study")
     demo.add_argument("--seed", type=int, default=7, help="simulator seed")
+    demo.add_argument(
+        "--local-servers",
+        action="store_true",
+        help="also start a local server for every destination not configured in the environment "
+        "(MongoDB: nx-27017, Snowflake: fakesnow, graph: FalkorDB, SQL: the local PostgreSQL) "
+        "and materialize them all",
+    )
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="benchmark against the ceiling and the SDK path")

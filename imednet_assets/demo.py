@@ -112,15 +112,26 @@ def register_studies(instance: DagsterInstance) -> list[str]:
     return study_keys
 
 
-def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
-    """Materialize every asset for every study and print rows per table; 0 when all passed."""
+def run_demo(
+    studies: int = 3, subjects: int = 40, seed: int = 7, local_servers: bool = False
+) -> int:
+    """Materialize every asset for every study and print rows per table; 0 when all passed.
+
+    `local_servers` starts a loopback server for every destination the environment leaves out.
+    """
     data = settings.data_dir()
     data.mkdir(parents=True, exist_ok=True)
     os.environ[settings.DATA_DIR_ENV] = str(data)
     prepare_dagster_home(data)
     started = time.perf_counter()
-    with api_source(studies, subjects, seed) as source:
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(api_source(studies, subjects, seed))
         print(f"source: {source}")
+        if local_servers:
+            from imednet_assets.local_servers.stack import local_destinations
+
+            for server in stack.enter_context(local_destinations(data / "local_servers")):
+                print(f"started: {settings.redact(server)}")
         import dagster as dg
 
         from imednet_assets.definitions import configured_destinations, defs
@@ -154,7 +165,8 @@ def run_demo(studies: int = 3, subjects: int = 40, seed: int = 7) -> int:
                         print(f"  {event.step_key}: {message}")
     _print_summary(_table_counts(settings.duckdb_path()), study_keys)
     if destination_rows:
-        _print_summary(destination_rows, study_keys, "destination asset (rows written)")
+        _print_summary(dict(sorted(destination_rows.items())), study_keys,
+                       "destination asset (rows written)")
     print(f"\ntook {time.perf_counter() - started:.1f} s")
     print(f"DuckDB:       {settings.duckdb_path()}")
     print(f"Parquet lake: {settings.lake_root()}")

@@ -8,18 +8,24 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import duckdb
 
+from imednet_assets.local_servers.postgres import temporary_database
 from imednet_assets.simulator import SimulatorConfig, SimulatorServer
 
 API_KEY = "cli-api-key-5d1c"
 SECURITY_KEY = "cli-security-key-88a2"
 
 
+# the settings of the API and of every destination: a test sets what it means to use
+CONFIG_PREFIXES = ("IMEDNET", "MONGODB", "SNOWFLAKE", "NEO4J", "FALKORDB")
+
+
 def cli_env(env: dict[str, str]) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("IMEDNET")}, **env}
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}, **env}
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -34,13 +40,20 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 def snapshot(data: Path) -> dict[str, str]:
-    """What readers see: every lake file's bytes (not staging or trash) and every DuckDB
-    table's rows, hashed."""
+    """What readers see: every lake file's bytes (not staging or trash), every CSV of the
+    bundles but `information.csv` (it states the extraction time, which a new run moves) and
+    every DuckDB table's rows, hashed."""
     out = {
         str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((data / "lake").rglob("*.parquet"))
         if not any(part.startswith(".") for part in p.relative_to(data).parts)
     }
+    for bundle in sorted((data / "bundles").glob("*/*.csv.zip")):
+        with zipfile.ZipFile(bundle) as zf:
+            for name in zf.namelist():
+                if name != "information.csv":
+                    digest = hashlib.sha256(zf.read(name)).hexdigest()
+                    out[f"{bundle.relative_to(data)}/{name}"] = digest
     with duckdb.connect(str(data / "imednet.duckdb"), read_only=True) as con:
         tables = con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
         for (table,) in tables:
@@ -57,6 +70,7 @@ def test_demo_twice_on_the_simulator_leaves_everything_identical(tmp_path: Path)
     before = snapshot(tmp_path / "data")
     assert any(k.startswith("lake/records/study_key=ONCO-02/form_key=") for k in before)
     assert {"table records_long", "table form_VS", "table variables"} <= set(before)
+    assert "bundles/ONCO-02/ONCO-02.csv.zip/form_VS.csv" in before
 
     second = run_cli("demo", "--studies", "2", "--subjects", "3", env=env)
     assert second.returncode == 0, second.stderr[-2000:]
@@ -116,3 +130,29 @@ def test_a_demo_killed_mid_write_then_run_again_ends_as_a_clean_run(tmp_path: Pa
     assert snapshot(data) == clean
     assert not list((data / "lake").glob("*/.staging/*/*"))  # the dead writer's staging is gone
     assert not list((data / "lake").glob("*/.trash/*"))
+
+
+def test_demo_with_local_servers_materializes_every_destination(tmp_path: Path) -> None:
+    """`demo --local-servers`: nx-27017, fakesnow and FalkorDB started, PostgreSQL given; every
+    destination's assets run for every study and report what they wrote."""
+    with temporary_database("imednet_cli_test") as pg:
+        sql_url = pg.render_as_string(hide_password=False)
+        env = {"IMEDNET_ASSETS_DATA_DIR": str(tmp_path / "data"), "IMEDNET_ASSETS_SQL_URL": sql_url}
+        done = run_cli("demo", "--local-servers", "--studies", "2", "--subjects", "3", env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert [line.split(" (")[0] for line in out.splitlines() if line.startswith("started:")] == [
+        "started: MongoDB", "started: Snowflake", "started: graph"]
+    assert "destinations: parquet lake, duckdb, graph, mongodb, snowflake, sql, bundles" in out
+    summary = out[out.index("destination asset (rows written)"):out.index("\ntook ")]
+    written = {line.split()[0]: line.split()[1:] for line in summary.splitlines()[1:] if line}
+    assert set(written) == {
+        "bundles/csv", "bundles/json", "bundles/xlsx", "graph/study_graph", "mongodb/records",
+        "mongodb/subjects", "snowflake/dictionary", "snowflake/form_tables",
+        "snowflake/records_long", "snowflake/subjects", "snowflake/visits", "sql/dictionary",
+        "sql/form_tables", "sql/records_long", "sql/subjects", "sql/visits",
+    }  # fmt: skip
+    # the same records everywhere: 3 subjects x 50 records per study
+    for asset in ("mongodb/records", "snowflake/form_tables", "sql/form_tables", "bundles/csv"):
+        assert written[asset] == ["150", "150"], asset
+    assert all(int(n.replace(",", "")) > 0 for counts in written.values() for n in counts)
