@@ -120,3 +120,61 @@ def test_all_job_runs_each_study_end_to_end(tmp_path):
     with duckdb.connect(str(tmp_path / "data" / "imednet.duckdb"), read_only=True) as con:
         studies = con.sql("SELECT study_key FROM studies ORDER BY 1").fetchall()
     assert studies == [(s,) for s in sorted(out["records"])]
+
+
+CONFIGURED_SCRIPT = """
+import json
+import dagster as dg
+from imednet_assets.definitions import configured_destinations, defs
+
+graph = defs.resolve_asset_graph()
+groups = sorted({graph.get(k).group_name for k in graph.get_all_asset_keys()})
+pools = sorted({graph.get(k).pools and next(iter(graph.get(k).pools)) or ""
+                for k in graph.get_all_asset_keys()})
+job = defs.resolve_job_def("imednet_all_job")
+print(json.dumps({"destinations": configured_destinations(), "groups": groups, "pools": pools,
+                  "job_assets": len(job.asset_layer.selected_asset_keys),
+                  "resources": repr(defs.resources)}))
+"""
+
+SECRETS = {
+    "MONGODB_URI": "mongodb://alice:mongo-pw-71@127.0.0.1:1/",
+    "SNOWFLAKE_ACCOUNT": "acme-xy12345",
+    "SNOWFLAKE_USER": "loader",
+    "SNOWFLAKE_PASSWORD": "snow-pw-93",
+    "NEO4J_URI": "neo4j://127.0.0.1:1",
+    "NEO4J_USER": "neo4j",
+    "NEO4J_PASSWORD": "neo-pw-55",
+    "IMEDNET_ASSETS_SQL_URL": "postgresql://bob:sql-pw-28@127.0.0.1:1/db",
+}
+
+
+def test_each_destination_joins_when_its_settings_are_present(tmp_path):
+    env = clean_env(tmp_path)
+    bare = subprocess.run([sys.executable, "-c", CONFIGURED_SCRIPT], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert bare.returncode == 0, bare.stderr[-3000:]
+    out = json.loads(bare.stdout.strip().splitlines()[-1])
+    assert out["destinations"] == ["bundles"]
+    assert out["groups"] == ["bundles", "duckdb", "ingest"]
+
+    env.update(SECRETS)
+    full = subprocess.run([sys.executable, "-c", CONFIGURED_SCRIPT], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert full.returncode == 0, full.stderr[-3000:]
+    out = json.loads(full.stdout.strip().splitlines()[-1])
+    assert out["destinations"] == ["graph", "mongodb", "snowflake", "sql", "bundles"]
+    assert out["groups"] == ["bundles", "duckdb", "graph", "ingest", "mongodb", "snowflake",
+                             "sql"]
+    # every destination writes under a pool of its own (the instance limits each to 1)
+    assert {"bundles_writer", "duckdb_writer", "graph_writer", "mongodb_writer",
+            "snowflake_writer", "sql_writer"} <= set(out["pools"])
+    # passwords stay environment references: not in the resources the code location holds
+    for secret in ("mongo-pw-71", "snow-pw-93", "neo-pw-55", "sql-pw-28"):
+        assert secret not in full.stdout + full.stderr
+
+    validate = subprocess.run(
+        [str(DAGSTER), "definitions", "validate", "-m", "imednet_assets.definitions"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
