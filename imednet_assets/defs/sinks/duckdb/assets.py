@@ -16,8 +16,8 @@ from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.duckdb import naming, sql
 from imednet_assets.defs.sinks.duckdb.io_manager import ColumnTypes, StudyWrite, TableLoad
 from imednet_assets.defs.sinks.duckdb.naming import FormTable, mapping_tables, plan_form_tables
+from imednet_assets.defs.sinks.lake_inputs import lake_in, study_of
 
-LAKE_IO_MANAGER_KEY = "lake_io_manager"
 DUCKDB_IO_MANAGER_KEY = "duckdb_io_manager"
 POOL = "duckdb_writer"
 GROUP = "duckdb"
@@ -38,9 +38,6 @@ _MAP = "_imednet_name_map"
 _DICTIONARY = "_imednet_dictionary"
 
 
-def _lake_in(entity: str) -> dg.AssetIn:
-    return dg.AssetIn(key=["imednet", entity], input_manager_key=LAKE_IO_MANAGER_KEY)
-
 
 def _sink(name: str, ins: dict[str, str], description: str):
     """The decorator every DuckDB asset shares (study partitions, pool, io manager, kinds).
@@ -49,7 +46,7 @@ def _sink(name: str, ins: dict[str, str], description: str):
     """
     return dg.asset(
         key=["duckdb", name],
-        ins={param: _lake_in(entity) for param, entity in ins.items()},
+        ins={param: lake_in(entity) for param, entity in ins.items()},
         partitions_def=study_partitions,
         group_name=GROUP,
         kinds={"duckdb"},
@@ -80,15 +77,6 @@ def _plan(
     return plan_form_tables(forms.distinct("form_key"), _dictionary(variables), extra)
 
 
-def _study(context: dg.AssetExecutionContext, *slices: LakeSlice) -> str:
-    study = context.partition_key
-    for lake in slices:
-        if lake.study_key != study:
-            raise dg.Failure(
-                f"lake slice of {lake.entity} is for study {lake.study_key}, "
-                f"the run is for study {study}"
-            )
-    return study
 
 
 def _entity_asset(entity: str) -> dg.AssetsDefinition:
@@ -96,9 +84,8 @@ def _entity_asset(entity: str) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, lake: LakeSlice) -> StudyWrite:
         relations: dict[str, pa.Table] = {}
         select = sql.entity_select_sql(_source(lake, relations))
-        return StudyWrite(
-            entity, _study(context, lake), (TableLoad(entity, lambda _types: select),), relations
-        )
+        study = study_of(context, (lake,))
+        return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),), relations)
 
     return _asset
 
@@ -114,7 +101,7 @@ entity_assets = [_entity_asset(entity) for entity in PLAIN_ENTITIES]
 def forms_asset(
     context: dg.AssetExecutionContext, forms: LakeSlice, variables: LakeSlice
 ) -> StudyWrite:
-    study = _study(context, forms, variables)
+    study = study_of(context, (forms, variables))
     name_map, _ = mapping_tables(_plan(forms, variables))
     relations: dict[str, pa.Table] = {_MAP: name_map}
     select = sql.with_mapping_sql(_source(forms, relations), _MAP, ["form_key"], ["table_name"])
@@ -128,7 +115,7 @@ def forms_asset(
     "`column_name` (and `raw_column_name`, `column_type`) in its form's wide table.",
 )
 def variables_asset(context: dg.AssetExecutionContext, variables: LakeSlice) -> StudyWrite:
-    study = _study(context, variables)
+    study = study_of(context, (variables,))
     # Column names depend only on the variables of each form, so the forms slice is not needed.
     plan = plan_form_tables([], _dictionary(variables))
     _, name_map = mapping_tables(plan)
@@ -153,7 +140,7 @@ def variables_asset(context: dg.AssetExecutionContext, variables: LakeSlice) -> 
 def records_long_asset(
     context: dg.AssetExecutionContext, records: LakeSlice, variables: LakeSlice
 ) -> StudyWrite:
-    study = _study(context, records, variables)
+    study = study_of(context, (records, variables))
     plan = plan_form_tables([], _dictionary(variables))
     _, dictionary = mapping_tables(plan)
     relations: dict[str, pa.Table] = {_DICTIONARY: dictionary}
@@ -185,7 +172,7 @@ def _wide_load(plan: FormTable, source: str) -> TableLoad:
 def form_tables_asset(
     context: dg.AssetExecutionContext, forms: LakeSlice, variables: LakeSlice, records: LakeSlice
 ) -> StudyWrite:
-    study = _study(context, forms, variables, records)
+    study = study_of(context, (forms, variables, records))
     relations: dict[str, pa.Table] = {}
     source = _source(records, relations)
     loads = tuple(_wide_load(p, source) for p in _plan(forms, variables, records))

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.sinks.lake_inputs import lake_in, study_of
 from imednet_assets.defs.sinks.mongodb.documents import (
     rebatch,
     record_documents,
@@ -22,7 +23,6 @@ from imednet_assets.defs.sinks.mongodb.documents import (
 )
 from imednet_assets.defs.sinks.mongodb.writer import CollectionWrite
 
-LAKE_IO_MANAGER_KEY = "lake_io_manager"
 MONGODB_IO_MANAGER_KEY = "mongodb_io_manager"
 POOL = "mongodb_writer"
 GROUP = "mongodb"
@@ -32,15 +32,12 @@ RECORD_INDEXES = ("study_key", "subject_key", "form_key")
 SUBJECT_INDEXES = ("study_key", "subject_key")
 
 
-def _lake_in(entity: str) -> dg.AssetIn:
-    return dg.AssetIn(key=["imednet", entity], input_manager_key=LAKE_IO_MANAGER_KEY)
-
 
 def _sink(name: str, ins: dict[str, str], description: str):
     """The decorator both assets share (study partitions, pool, io manager, kinds)."""
     return dg.asset(
         key=["mongodb", name],
-        ins={param: _lake_in(entity) for param, entity in ins.items()},
+        ins={param: lake_in(entity) for param, entity in ins.items()},
         partitions_def=study_partitions,
         group_name=GROUP,
         kinds={"mongodb"},
@@ -50,15 +47,6 @@ def _sink(name: str, ins: dict[str, str], description: str):
     )
 
 
-def _study(context: dg.AssetExecutionContext, *slices: LakeSlice) -> str:
-    study = context.partition_key
-    for lake in slices:
-        if lake.study_key != study:
-            raise dg.Failure(
-                f"lake slice of {lake.entity} is for study {lake.study_key}, "
-                f"the run is for study {study}"
-            )
-    return study
 
 
 def _arrow_batches(lake: LakeSlice, size: int) -> Iterator[pa.RecordBatch]:
@@ -75,7 +63,7 @@ def _arrow_batches(lake: LakeSlice, size: int) -> Iterator[pa.RecordBatch]:
     "and `record_data` (field names MongoDB refuses are percent-encoded, see `renamed_fields`).",
 )
 def records_asset(context: dg.AssetExecutionContext, records: LakeSlice) -> CollectionWrite:
-    return records_write(_study(context, records), records)
+    return records_write(study_of(context, (records,)), records)
 
 
 def records_write(study: str, records: LakeSlice) -> CollectionWrite:
@@ -102,7 +90,7 @@ def _visits_table(visits: LakeSlice) -> pa.Table:
 def subjects_asset(
     context: dg.AssetExecutionContext, subjects: LakeSlice, visits: LakeSlice
 ) -> CollectionWrite:
-    study = _study(context, subjects, visits)
+    study = study_of(context, (subjects, visits))
     visit_table = _visits_table(visits)
     subject_keys = pc.unique(
         subjects.dataset().to_table(columns=["subject_key"]).column("subject_key")

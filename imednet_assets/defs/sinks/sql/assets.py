@@ -11,55 +11,28 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.sinks.lake_inputs import study_sink_asset
 from imednet_assets.defs.sinks.sql import ddl
 from imednet_assets.defs.sinks.sql.io_manager import TABLES_BY_ASSET
 from imednet_assets.defs.sinks.sql.writer import SqlStudyWrite
 from imednet_assets.defs.sinks.tabular import ENTITIES, TableSpec
 
-LAKE_IO_MANAGER_KEY = "lake_io_manager"
 SQL_IO_MANAGER_KEY = "sql_io_manager"
 POOL = "sql_writer"
 GROUP = "sql"
 
-def _study(context: dg.AssetExecutionContext, slices: dict[str, LakeSlice]) -> str:
-    study = context.partition_key
-    for lake in slices.values():
-        if lake.study_key != study:
-            raise dg.Failure(
-                description=f"lake slice of {lake.entity} is for study {lake.study_key}, "
-                f"the run is for study {study}"
-            )
-    return study
-
-
 def _sql_asset(name: str, wants: Callable[[TableSpec], bool], description: str,
                stale_prefix: str | None = None) -> dg.AssetsDefinition:
-    @dg.asset(
+    return study_sink_asset(
         key=["sql", name],
-        ins={e: dg.AssetIn(key=["imednet", e], input_manager_key=LAKE_IO_MANAGER_KEY)
-             for e in ENTITIES},
-        partitions_def=study_partitions,
-        group_name=GROUP,
+        entities=ENTITIES,
+        group=GROUP,
         kinds={"sql"},
         io_manager_key=SQL_IO_MANAGER_KEY,
         pool=POOL,
         description=description,
+        plan=lambda study, slices: SqlStudyWrite(name, study, slices, wants, stale_prefix),
     )
-    def _asset(
-        context: dg.AssetExecutionContext,
-        subjects: LakeSlice,
-        visits: LakeSlice,
-        forms: LakeSlice,
-        variables: LakeSlice,
-        records: LakeSlice,
-    ) -> SqlStudyWrite:
-        slices = {"subjects": subjects, "visits": visits, "forms": forms,
-                  "variables": variables, "records": records}
-        return SqlStudyWrite(name, _study(context, slices), slices, wants, stale_prefix)
-
-    return _asset
 
 
 def _named(*names: str) -> Callable[[TableSpec], bool]:

@@ -1,0 +1,58 @@
+"""How every sink asset reads the lake: one input per lake entity, the check that every slice is
+the run's study, and one decorator for sink assets that plan a write from whole study slices."""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import dagster as dg
+
+from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.partitions import study_partitions
+
+
+def lake_in(entity: str) -> dg.AssetIn:
+    """The lake slice of `entity` for the run's study, as a `LakeSlice`."""
+    return dg.AssetIn(key=["imednet", entity], input_manager_key=LAKE_IO_MANAGER_KEY)
+
+
+def study_of(context: dg.AssetExecutionContext, slices: Iterable[LakeSlice]) -> str:
+    """The run's study; fails the step when a slice belongs to another study."""
+    study = context.partition_key
+    for lake in slices:
+        if lake.study_key != study:
+            raise dg.Failure(
+                description=f"lake slice of {lake.entity} is for study {lake.study_key}, "
+                f"the run is for study {study}"
+            )
+    return study
+
+
+def study_sink_asset(
+    *,
+    key: list[str],
+    entities: Iterable[str],
+    group: str,
+    kinds: set[str],
+    io_manager_key: str,
+    pool: str,
+    description: str,
+    plan: Callable[[str, dict[str, LakeSlice]], Any],
+) -> dg.AssetsDefinition:
+    """A study-partitioned sink asset whose output is `plan(study, {entity: slice})`: the write
+    its IO manager carries out, in the destination's own pool."""
+
+    @dg.asset(
+        key=key,
+        ins={entity: lake_in(entity) for entity in entities},
+        partitions_def=study_partitions,
+        group_name=group,
+        kinds=kinds,
+        io_manager_key=io_manager_key,
+        pool=pool,
+        description=description,
+    )
+    def _asset(context: dg.AssetExecutionContext, **slices: LakeSlice) -> Any:
+        return plan(study_of(context, slices.values()), slices)
+
+    return _asset
