@@ -5,16 +5,18 @@ The queries are portable between Neo4j 5 and FalkorDB: `UNWIND $rows`, `MERGE`/`
 Neo4j 5 has `CREATE INDEX name IF NOT EXISTS` and composite indexes, FalkorDB has neither, so
 there the writer lists the existing indexes first and creates the missing ones property by property.
 
-Every node and relationship carries `study_key` scoping (nodes as a property, relationships through
-their endpoints) and `load_id` (the replay that last wrote it): a replay stamps what it writes and
-then deletes the study's nodes and relationships that carry another stamp.
+Every node carries `node_key`, its identity as one string (see properties.py), which MERGE and
+relationship endpoints look it up by. Every node and relationship carries `study_key` scoping
+(nodes as a property, relationships through their endpoints) and `load_id` (the replay that last
+wrote it): a replay stamps what it writes and then deletes the study's nodes and relationships
+that carry another stamp.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imednet_assets.defs.sinks.graph.properties import LOAD_ID, ROW_HASH
+from imednet_assets.defs.sinks.graph.properties import LOAD_ID, NODE_KEY, ROW_HASH
 
 STUDY_KEY = "study_key"
 NEO4J = "neo4j"
@@ -75,53 +77,56 @@ def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _match_props(spec: NodeSpec, value_of: list[str], stamped: bool) -> str:
-    pairs = [f"{STUDY_KEY}: $study_key"]
-    pairs += [f"{quote(k)}: {v}" for k, v in zip(spec.keys, value_of, strict=True)]
-    if stamped:
-        pairs.append(f"{LOAD_ID}: $load_id")
-    return "{" + ", ".join(pairs) + "}"
+def _props_map(columns: tuple[str, ...]) -> str:
+    """A map literal taking property `columns[i]` from `row[i]` (a null leaves it unset)."""
+    return "{" + ", ".join(f"{quote(k)}: row[{i}]" for i, k in enumerate(columns)) + "}"
 
 
-def write_nodes_query(spec: NodeSpec, upsert: bool = True) -> str:
-    """Write one batch of `spec` nodes; `$rows` holds each node's full property map.
+def _column(columns: tuple[str, ...], name: str) -> int:
+    if name not in columns:
+        raise ValueError(f"node rows must have a {name} column, got {columns}")
+    return columns.index(name)
 
-    Upsert: MERGE on (study_key, keys), replace all properties (`SET n = row`, so a property the
+
+def write_nodes_query(spec: NodeSpec, columns: tuple[str, ...], upsert: bool = True) -> str:
+    """Write one batch of `spec` nodes; each row of `$rows` is a list of property values in the
+    order of `columns` (which hold `node_key` and `row_hash`).
+
+    Rows are lists, not maps, because a map repeats every property name in every row: lists
+    halve the payload and are what FalkorDB's text parameters parse fastest.
+    Upsert: MERGE on `node_key`, replace all properties (`SET n = {...}`, so a property the
     source dropped goes too), and count new and unchanged nodes (same `row_hash` as before).
     Insert: CREATE; the replay's stale-node sweep removes the previous copies afterwards.
     Returns one row: written, created, unchanged.
     """
-    label = quote(spec.label)
+    label, props = quote(spec.label), _props_map(columns)
     if not upsert:
         return (
-            f"UNWIND $rows AS row CREATE (n:{label}) SET n = row, n.{LOAD_ID} = $load_id "
+            f"UNWIND $rows AS row CREATE (n:{label}) SET n = {props}, n.{LOAD_ID} = $load_id "
             "RETURN count(n) AS written, count(n) AS created, 0 AS unchanged"
         )
-    keys = _match_props(spec, [f"row.{quote(k)}" for k in spec.keys], stamped=False)
+    key, digest = _column(columns, NODE_KEY), _column(columns, ROW_HASH)
     return (
-        f"UNWIND $rows AS row MERGE (n:{label} {keys}) "
+        f"UNWIND $rows AS row MERGE (n:{label} {{{NODE_KEY}: row[{key}]}}) "
         f"WITH n, row, CASE WHEN n.{LOAD_ID} IS NULL THEN 1 ELSE 0 END AS created, "
-        f"CASE WHEN n.{ROW_HASH} = row.{ROW_HASH} THEN 1 ELSE 0 END AS unchanged "
-        f"SET n = row, n.{LOAD_ID} = $load_id "
+        f"CASE WHEN n.{ROW_HASH} = row[{digest}] THEN 1 ELSE 0 END AS unchanged "
+        f"SET n = {props}, n.{LOAD_ID} = $load_id "
         "RETURN count(n) AS written, sum(created) AS created, sum(unchanged) AS unchanged"
     )
 
 
 def write_rels_query(spec: RelSpec, upsert: bool = True) -> str:
-    """Write one batch of `spec` relationships; each row of `$rows` is a list: the source's key
-    values, then the target's. A row whose endpoint is missing writes nothing.
+    """Write one batch of `spec` relationships; each row of `$rows` is [source node_key, target
+    node_key]. A row whose endpoint is missing writes nothing.
 
-    Insert mode only matches nodes of this replay (`load_id`), never the previous copies.
-    Returns one row: written, created.
+    Endpoints are found by `node_key` alone (one string index lookup each: FalkorDB answers a
+    numeric or two-property lookup ~20x slower). Insert mode only matches nodes of this replay
+    (`load_id`), never the previous copies. Returns one row: written, created.
     """
-    n = len(spec.source.keys)
-    source = _match_props(spec.source, [f"row[{i}]" for i in range(n)], stamped=not upsert)
-    target = _match_props(
-        spec.target, [f"row[{n + i}]" for i in range(len(spec.target.keys))], stamped=not upsert
-    )
+    stamp = "" if upsert else f", {LOAD_ID}: $load_id"
     head = (
-        f"UNWIND $rows AS row MATCH (a:{quote(spec.source.label)} {source}) "
-        f"MATCH (b:{quote(spec.target.label)} {target}) "
+        f"UNWIND $rows AS row MATCH (a:{quote(spec.source.label)} {{{NODE_KEY}: row[0]{stamp}}}) "
+        f"MATCH (b:{quote(spec.target.label)} {{{NODE_KEY}: row[1]{stamp}}}) "
     )
     if not upsert:
         return head + (
@@ -166,8 +171,9 @@ FALKORDB_INDEX_LIST = "CALL db.indexes() YIELD label, properties RETURN label, p
 
 
 def index_properties(spec: NodeSpec) -> tuple[str, ...]:
-    """Every property a MERGE or a stale sweep of `spec` looks nodes up by."""
-    return (STUDY_KEY, *spec.keys)
+    """Every property indexed on `spec`: `node_key` (MERGE and relationship endpoints),
+    `study_key` (the stale sweep) and the natural keys (for people querying the graph)."""
+    return (NODE_KEY, STUDY_KEY, *spec.keys)
 
 
 def index_statements(
@@ -176,8 +182,8 @@ def index_statements(
 ) -> list[str]:
     """DDL creating the indexes on every merged key, run before the first write.
 
-    neo4j: a composite index on (study_key, keys) per label, used by MERGE and MATCH, and a
-    study_key index for the stale sweep; `IF NOT EXISTS` makes both idempotent.
+    neo4j: a `node_key` index per label (MERGE and MATCH), a `study_key` index (the stale sweep)
+    and a composite (study_key, keys) for people querying; `IF NOT EXISTS` makes all idempotent.
     falkordb: one exact-match index per (label, property) not in `existing` (it has no
     `IF NOT EXISTS` and refuses to index a property twice).
     """
@@ -187,13 +193,14 @@ def index_statements(
         props = index_properties(spec)
         if dialect == NEO4J:
             base = f"imednet_{spec.label.lower()}"
-            on = ", ".join(f"n.{quote(p)}" for p in props)
-            statements.append(f"CREATE INDEX {base}_key IF NOT EXISTS FOR (n:{label}) ON ({on})")
+            statements.append(f"CREATE INDEX {base}_node_key IF NOT EXISTS FOR (n:{label}) "
+                              f"ON (n.{quote(NODE_KEY)})")
+            statements.append(f"CREATE INDEX {base}_study IF NOT EXISTS FOR (n:{label}) "
+                              f"ON (n.{quote(STUDY_KEY)})")
             if spec.keys:
+                on = ", ".join(f"n.{quote(p)}" for p in props[1:])
                 statements.append(
-                    f"CREATE INDEX {base}_study IF NOT EXISTS FOR (n:{label}) "
-                    f"ON (n.{quote(STUDY_KEY)})"
-                )
+                    f"CREATE INDEX {base}_key IF NOT EXISTS FOR (n:{label}) ON ({on})")
         elif dialect == FALKORDB:
             statements += [
                 f"CREATE INDEX FOR (n:{label}) ON (n.{quote(p)})"

@@ -5,19 +5,25 @@ streamed batch by batch from the lake (records' data never sit in memory all at 
 relationship passes over records read only their key columns.
 Soft-deleted records, subjects, visits and variables (`deleted = true`) are left out, so the
 replay's stale sweep removes them from the graph, as the issue asks ("gone or deleted upstream").
+Record-data keys the dictionary does not declare still get a `Variable` node (`in_dictionary:
+false`), so the safe-name mapping of every property is kept in one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.graph import cypher as c
 from imednet_assets.defs.sinks.graph.properties import (
+    ROW_HASH,
     data_value,
     entity_props,
     property_name,
@@ -32,6 +38,30 @@ ENTITY_OF: dict[str, str] = {
 ENTITIES: tuple[str, ...] = tuple(ENTITY_OF.values())
 _RECORD_KEYS = ["record_id", "subject_key", "visit_id", "form_key", "parent_record_id", "deleted"]
 _NO_PROPS = frozenset({"record_data"})
+#: What names a row of each entity in an error message.
+_ROW_ID = {"studies": "study_key", "sites": "site_id", "forms": "form_key",
+           "variables": "variable_name", "subjects": "subject_key", "visits": "visit_id",
+           "records": "record_id"}
+
+
+def node_key(study_key: str, *values: Any) -> str:
+    """A node's `node_key`: `["<study>", key values...]` as compact JSON (unambiguous)."""
+    return orjson.dumps([study_key, *values]).decode()
+
+
+@dataclass(frozen=True)
+class NodeBatch:
+    """Node rows as lists of values in the order of `columns` (always node_key, row_hash first)."""
+
+    columns: tuple[str, ...]
+    rows: list[list[Any]]
+
+
+def node_batch(props: list[dict[str, Any]]) -> NodeBatch:
+    """Property maps as a `NodeBatch`: a property a node lacks is null there (left unset)."""
+    names = {k for p in props for k in p} - {c.NODE_KEY, ROW_HASH}
+    columns = (c.NODE_KEY, ROW_HASH, *sorted(names))
+    return NodeBatch(columns, [[p.get(k) for k in columns] for p in props])
 
 
 def _chunks(rows: list[Any], size: int) -> Iterator[list[Any]]:
@@ -96,13 +126,35 @@ class StudyGraph:
 
     # -- nodes ------------------------------------------------------------------------------
 
+    @cached_property
+    def undeclared(self) -> list[tuple[str, str]]:
+        """(form_key, key) of every record-data key of live records the dictionary lacks."""
+        seen: set[tuple[str, str]] = set()
+        for batch in self._live_record_arrays(["form_key", "record_data"]):
+            data = _entries(batch.column("record_data"))
+            forms = pc.take(batch.column("form_key"), pc.list_parent_indices(data))
+            pairs = pa.table({"f": forms, "k": pc.list_flatten(data).field("key")})
+            distinct = pairs.group_by(["f", "k"], use_threads=False).aggregate([])
+            seen.update(zip(distinct["f"].to_pylist(), distinct["k"].to_pylist(), strict=True))
+        declared = set(self.variable_types)
+        return sorted(p for p in seen if p not in declared and p[0] is not None)
+
+    def _key(self, spec: c.NodeSpec, props: Mapping[str, Any]) -> str:
+        return node_key(self.study_key, *(props[k] for k in spec.keys))
+
     def _study_node(self) -> dict:
         rows = self._rows("studies")
         props = entity_props(rows[-1]) if rows else {}
         return {**props, c.STUDY_KEY: self.study_key}
 
-    def _variable_node(self, row: dict) -> dict:
-        return {**entity_props(row), "property_name": property_name(row["variable_name"])}
+    def _variable_nodes(self) -> list[dict]:
+        """The dictionary's variables, then the keys it lacks (name and safe name only)."""
+        nodes = [{**entity_props(row), "property_name": property_name(row["variable_name"]),
+                  "in_dictionary": True} for row in self.dictionary]
+        nodes += [{c.STUDY_KEY: self.study_key, "form_key": form, "variable_name": key,
+                   "property_name": property_name(key), "in_dictionary": False}
+                  for form, key in self.undeclared]
+        return nodes
 
     def record_node(self, row: dict) -> dict:
         """Envelope properties, then each recordData answer typed and safely named."""
@@ -114,34 +166,70 @@ class StudyGraph:
                 props[property_name(key)] = value
         return props
 
-    def _record_batches(self, columns: list[str] | None, size: int) -> Iterator[list[dict]]:
+    def _live_record_arrays(
+        self, columns: list[str] | None, size: int = 10_000
+    ) -> Iterator[pa.RecordBatch]:
+        """The study's live records, batch by batch, as Arrow (only `columns`)."""
         lake = self.slices["records"]
         if not lake.files:
             return
-        for batch in lake.dataset().to_batches(columns=columns, batch_size=size):
-            rows = [r for r in batch.to_pylist() if not r.get("deleted")]
-            if rows:
-                yield rows
+        read = None if columns is None else sorted({*columns, "deleted"})
+        for batch in lake.dataset().to_batches(columns=read, batch_size=size):
+            live = batch.filter(pc.invert(pc.fill_null(batch.column("deleted"), False)))
+            if live.num_rows:
+                yield live
 
-    def nodes(self, spec: c.NodeSpec, size: int) -> Iterator[list[dict]]:
-        """Batches of full property maps (with `row_hash`) of the study's `spec` nodes."""
+    def _record_batches(self, columns: list[str] | None, size: int) -> Iterator[list[dict]]:
+        for batch in self._live_record_arrays(columns, size):
+            yield batch.to_pylist()
+
+    def _with_key(self, spec: c.NodeSpec, props: dict[str, Any]) -> dict[str, Any]:
+        props[c.NODE_KEY] = self._key(spec, props)
+        return with_hash(props)
+
+    def nodes(self, spec: c.NodeSpec, size: int) -> Iterator[NodeBatch]:
+        """Batches of the study's `spec` nodes: every property, `node_key` and `row_hash`."""
         if spec == c.RECORD:
             for rows in self._record_batches(None, size):
-                yield [with_hash(self.record_node(r)) for r in rows]
+                yield node_batch([self._with_key(spec, self.record_node(r)) for r in rows])
             return
         build = {
             "Study": lambda: [self._study_node()],
             "Site": lambda: [entity_props(r) for r in self.sites],
             "Form": lambda: [entity_props(r) for r in self.forms],
-            "Variable": lambda: [self._variable_node(r) for r in self.dictionary],
+            "Variable": self._variable_nodes,
             "Subject": lambda: [entity_props(r) for r in self.subjects],
             "Visit": lambda: [entity_props(r) for r in self.visits],
         }[spec.label]
-        yield from _chunks([with_hash(p) for p in build()], size)
+        for chunk in _chunks([self._with_key(spec, p) for p in build()], size):
+            yield node_batch(chunk)
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def nul_location(self) -> str | None:
+        """Where the first NUL character sits in a string the graph would get (live rows only),
+        e.g. "record 7, variable 'note'", or None. Vectorised: one Arrow pass per slice."""
+        for entity, lake in self.slices.items():
+            if not lake.files:
+                continue
+            for batch in lake.dataset().to_batches(batch_size=10_000):
+                if "deleted" in batch.schema.names:
+                    batch = batch.filter(pc.invert(pc.fill_null(batch.column("deleted"), False)))
+                found = _nul_in_batch(entity, batch)
+                if found:
+                    return found
+        return None
 
     # -- relationships ----------------------------------------------------------------------
 
-    def rels(self, spec: c.RelSpec, size: int) -> Iterator[list[list]]:
+    def rels(self, spec: c.RelSpec, size: int) -> Iterator[list[list[str]]]:
+        """Batches of [source node_key, target node_key] of the study's `spec`."""
+        n = len(spec.source.keys)
+        for batch in self._rel_keys(spec, size):
+            yield [[node_key(self.study_key, *keys[:n]), node_key(self.study_key, *keys[n:])]
+                   for keys in batch]
+
+    def _rel_keys(self, spec: c.RelSpec, size: int) -> Iterator[list[list]]:
         """Batches of [source key values..., target key values...] of the study's `spec`."""
         if spec.target == c.RECORD or spec.source == c.RECORD:
             for rows in self._record_batches(_RECORD_KEYS, size):
@@ -154,7 +242,7 @@ class StudyGraph:
             "HAS_FORM": lambda: [[f["form_key"]] for f in self.forms],
             "HAS_VARIABLE": lambda: [
                 [v["form_key"], v["form_key"], v["variable_name"]] for v in self.dictionary
-            ],
+            ] + [[form, form, key] for form, key in self.undeclared],
             "HAS_SUBJECT": lambda: [[s["subject_key"]] for s in self.subjects],
             "ENROLLED_AT": lambda: [
                 [s["subject_key"], s["site_id"]] for s in self.subjects if s["site_id"] is not None
@@ -166,6 +254,42 @@ class StudyGraph:
             ],
         }[spec.type]()
         yield from _chunks(pairs, size)
+
+
+def _entries(data: pa.MapArray) -> pa.ListArray:
+    """A map column as list<struct<key, value>> (Arrow's list kernels take no maps)."""
+    return data.cast(pa.list_(pa.struct([data.type.key_field, data.type.item_field])))
+
+
+def _first_nul(values: pa.Array) -> int | None:
+    hits = pc.match_substring(values, "\x00")
+    index = pc.index(pc.fill_null(hits, False), True).as_py()
+    return None if index < 0 else index
+
+
+def _nul_in_batch(entity: str, batch: pa.RecordBatch) -> str | None:
+    """The first NUL of one lake batch: top-level strings, and record-data keys and answers
+    (nested values travel as JSON text, where a NUL is escaped, so they are safe)."""
+    row_id = _ROW_ID.get(entity)
+    what = "record" if entity == "records" else f"{entity} row"
+
+    def where(row: int, detail: str) -> str:
+        ident = batch.column(row_id)[row].as_py() if row_id in batch.schema.names else row
+        return f"{what} {ident!r}, {detail}"
+
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            if (row := _first_nul(column)) is not None:
+                return where(row, f"column {name!r}")
+        elif pa.types.is_map(column.type):
+            entries = _entries(column)
+            parents = pc.list_parent_indices(entries)
+            items = pc.list_flatten(entries)
+            for part in ("key", "value"):
+                if (i := _first_nul(items.field(part))) is not None:
+                    key = items.field("key")[i].as_py()
+                    return where(parents[i].as_py(), f"variable {key!r} ({part})")
+    return None
 
 
 def _record_rel(spec: c.RelSpec, row: dict) -> list | None:

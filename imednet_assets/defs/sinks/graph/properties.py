@@ -25,8 +25,11 @@ from imednet_assets.client.arrow import SCHEMAS
 #: Properties every node gets from the writer (never taken by record data).
 LOAD_ID = "load_id"
 ROW_HASH = "row_hash"
+#: A node's identity as one string, `["<study_key>", key values...]` in JSON: what MERGE and
+#: relationship endpoints look nodes up by (unique across studies, one string index per label).
+NODE_KEY = "node_key"
 #: Record-data keys must not overwrite the record's envelope or the writer's own properties.
-RESERVED: frozenset[str] = frozenset(SCHEMAS["records"].names) | {LOAD_ID, ROW_HASH}
+RESERVED: frozenset[str] = frozenset(SCHEMAS["records"].names) | {LOAD_ID, ROW_HASH, NODE_KEY}
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NON_IDENT = re.compile(r"[^A-Za-z0-9_]+")
@@ -56,7 +59,10 @@ def _list_value(text: str) -> list | None:
         return None
     if not isinstance(items, list) or not items:
         return None
-    if all(isinstance(i, str) for i in items) or all(isinstance(i, bool) for i in items):
+    if all(isinstance(i, str) for i in items):
+        # a NUL inside is fine in JSON text (`\u0000`) but no native FalkorDB string holds it
+        return None if any("\x00" in i for i in items) else items
+    if all(isinstance(i, bool) for i in items):
         return items
     if all(isinstance(i, int | float) and not isinstance(i, bool) for i in items):
         if all(isinstance(i, int) for i in items):
@@ -82,8 +88,8 @@ def data_value(text: str | None, variable_type: str | None) -> Value | None:
     if kind == "NUMBER":
         if _INT.match(text):
             return int(text)
-        if _DECIMAL.match(text):
-            return float(text)
+        if _DECIMAL.match(text) and math.isfinite(number := float(text)):
+            return number  # `1e999` is inf: not a value every server stores, so text kept
     elif kind == "CHECKBOX":
         low = text.strip().lower()
         if low in ("true", "false"):

@@ -9,8 +9,11 @@ raises `DestinationConfigError` naming the destination and its redacted address 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+import orjson
 
 from imednet_assets.defs.sinks.common import DestinationConfigError
 from imednet_assets.defs.sinks.graph.cypher import FALKORDB, NEO4J
@@ -28,6 +31,8 @@ class GraphTransport(Protocol):
     #: every error the client may raise (turned into a clear DestinationError by the writer).
     errors: tuple[type[BaseException], ...]
     secrets: tuple[str | None, ...]
+    #: whether a string with a NUL character arrives intact (the writer refuses it up front if not)
+    carries_nul: bool
 
     def open(self) -> None: ...
 
@@ -51,6 +56,8 @@ class BoltTransport:
     used: the writer's retries with backoff are the only ones, and they name the batch.
     `dialect` is Neo4j's unless the server behind Bolt is another (FalkorDB's Bolt listener).
     """
+
+    carries_nul = True  # Bolt sends strings length-prefixed
 
     def __init__(
         self, uri: str, user: str | None, password: str | None, database: str | None = None,
@@ -94,10 +101,49 @@ class BoltTransport:
             self._driver = None
 
 
+class ParameterError(ValueError):
+    """A parameter FalkorDB's text header cannot carry."""
+
+
+# JSON escapes FalkorDB's string literals do not know (`\u00XX` stays literal text there); an even
+# run of backslashes before them is escaped backslashes, so the escape itself is real.
+_CONTROL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u00([01][0-9a-f])")
+
+
+def _raw_control(match: re.Match[bytes]) -> bytes:
+    code = int(match.group(2), 16)
+    if code == 0:
+        raise ParameterError("a string holds a NUL character, which FalkorDB cannot store")
+    return match.group(1) + bytes([code])
+
+
+def falkordb_params(params: Mapping[str, Any]) -> str:
+    """The `CYPHER name=value ...` header FalkorDB takes parameters in, encoded by orjson.
+
+    The client's own encoder walks every value in Python (most of the writer's time on a large
+    study); JSON is FalkorDB's literal syntax for numbers, strings, booleans, null and lists once
+    the escapes it lacks (JSON's `\\u00XX` for control characters) are sent raw. Maps are not
+    supported (JSON quotes their keys); the writer sends rows as lists.
+    """
+    parts = [b"CYPHER"]
+    for name, value in params.items():
+        if not name.isidentifier():
+            raise ParameterError(f"parameter name {name!r} is not an identifier")
+        text = orjson.dumps(value)
+        if b'{"' in text:  # outside strings a quote is never escaped: this is a map key
+            raise ParameterError(f"parameter {name!r} holds a map; send lists")
+        if b"\\u00" in text:
+            text = _CONTROL.sub(_raw_control, text)
+        parts.append(name.encode() + b"=" + text)
+    return (b" ".join(parts) + b" ").decode()
+
+
 class FalkorDBTransport:
-    """FalkorDB through its Python client (`GRAPH.QUERY` over the Redis protocol)."""
+    """FalkorDB through its Python client (`GRAPH.QUERY` over the Redis protocol); parameters
+    are encoded by `falkordb_params`."""
 
     dialect = FALKORDB
+    carries_nul = False  # the query text is a C string on the server: a NUL ends it
 
     def __init__(self, url: str, graph: str, connect_timeout_s: float = 10.0) -> None:
         import redis.exceptions as rx
@@ -109,7 +155,7 @@ class FalkorDBTransport:
         self.destination = f"FalkorDB at {redact(url)} (graph {graph})"
         # BusyLoadingError (server replaying its AOF after a restart) is a ConnectionError.
         self.transient = (rx.ConnectionError, rx.TimeoutError, rx.TryAgainError)
-        self.errors = (rx.RedisError, OSError)
+        self.errors = (rx.RedisError, OSError, ParameterError)
 
     def open(self) -> None:
         from falkordb import FalkorDB
@@ -128,7 +174,7 @@ class FalkorDBTransport:
             raise _config_error(self.destination, exc, self.secrets) from None
 
     def run(self, query: str, params: Mapping[str, Any]) -> list[list[Any]]:
-        return self._graph.query(query, dict(params)).result_set
+        return self._graph.query(falkordb_params(params) + query).result_set
 
     def close(self) -> None:
         if self._db is not None:

@@ -1,6 +1,7 @@
 """Replays one study into the graph: indexes, nodes, relationships, then the stale sweep.
 
 Order and why:
+0. a study the server cannot store exactly (a NUL in a string, over FalkorDB) is refused whole;
 1. indexes on every merged key (MERGE without one scans every node of the label);
 2. nodes, parents first, in `UNWIND $rows` batches, each stamped with this replay's `load_id`;
 3. relationships (both ends exist by now), stamped the same way;
@@ -97,16 +98,20 @@ class StudyWriter:
         size, upsert = self.settings.batch_size, self.settings.upsert
         stats = GraphStats()
         start = time.perf_counter()
+        where = f"{self.transport.destination}: study {study}"
+        if not self.transport.carries_nul and (found := graph.nul_location()):
+            raise DestinationError(
+                f"{where}, {found}: holds a NUL character (\\x00), which this server cannot "
+                "store; nothing was written")
         self.ensure_indexes(study)
         base = {"study_key": study, "load_id": load_id}
-        where = f"{self.transport.destination}: study {study}"
 
         for spec in c.NODES:
             counts = stats.nodes.setdefault(spec.label, Counts())
-            query = c.write_nodes_query(spec, upsert)
-            for i, rows in enumerate(graph.nodes(spec, size)):
-                what = f"{where}, {spec.label} nodes batch {i + 1} ({len(rows)} rows)"
-                result = self._run(query, {**base, "rows": rows}, what)
+            for i, batch in enumerate(graph.nodes(spec, size)):
+                query = c.write_nodes_query(spec, batch.columns, upsert)
+                what = f"{where}, {spec.label} nodes batch {i + 1} ({len(batch.rows)} rows)"
+                result = self._run(query, {**base, "rows": batch.rows}, what)
                 written, created, unchanged = (int(v or 0) for v in result[0])
                 counts.written += written
                 counts.created += created

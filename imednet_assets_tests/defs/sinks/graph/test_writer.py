@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from imednet_assets.defs.sinks.graph import writer
+from imednet_assets.defs.sinks.graph.properties import property_name
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
 from imednet_assets_tests.defs.sinks.duckdb.conftest import variable
 from imednet_assets_tests.defs.sinks.graph.conftest import (
@@ -138,6 +139,7 @@ def test_source_changes_land_and_other_study_is_untouched(
         "written": 2, "created": 1, "unchanged": 1, "deleted": 2}
 
 
+CONTROL = "".join(chr(i) for i in range(1, 32)) + "\x7f"
 HOSTILE_KEYS = {
     "patient weight": ("NUMBER", "72.5", 72.5),
     "cost$usd": ("NUMBER", "12.30", 12.3),
@@ -154,12 +156,14 @@ HOSTILE_KEYS = {
     "choices": ("CHECKBOX", '["red", "green"]', ["red", "green"]),
     "notes": ("MEMO", "x" * 100_000, "x" * 100_000),
     "blank": ("NUMBER", None, None),
+    # every control character but NUL, raw over FalkorDB's text parameters
+    "ctrl\x01key": ("TEXT", CONTROL, CONTROL),
+    "escapes": ("TEXT", "\\u0041 \\n \\ \\\\", "\\u0041 \\n \\ \\\\"),
+    "node_key": ("TEXT", "not the key", "not the key"),
 }
 
 
 def test_hostile_names_and_values_arrive_exact(tmp_path, falkordb_server, graph_name) -> None:
-    from imednet_assets.defs.sinks.graph.properties import property_name
-
     sink = _sink(tmp_path, falkordb_server, graph_name)
     variables = [variable(i, "ODD FORM$1", k, t) for i, (k, (t, _, _)) in
                  enumerate(HOSTILE_KEYS.items())]
@@ -280,3 +284,69 @@ def test_failed_batch_names_study_batch_and_destination(tmp_path, falkordb_serve
     assert failure_message(result).startswith(
         f"FalkorDB at {falkordb_server.url} (graph {graph_name}): study A, "
         "Study-HAS_SITE->Site relationships batch 1 (2 rows) failed: ResponseError: ")
+
+
+def test_nul_is_refused_before_anything_moves(tmp_path, falkordb_server, graph_name) -> None:
+    """FalkorDB's query text is a C string: a NUL cannot reach it by any escape, so the study is
+    refused whole, naming record and variable, and the graph keeps the previous replay."""
+    sink = _sink(tmp_path, falkordb_server, graph_name)
+    small_study(sink.lake, "A", _records_a())
+    sink.run("A")
+    before = snapshot(falkordb_server, graph_name)
+    records = _records_a()
+    records[3] = rec(4, "AE", {"aeterm": "Nau\x00sea", "aeongo": "false"}, subject=0, visit=0)
+    small_study(sink.lake, "A", records + [rec(7, "VS", {"weight": "1"})])
+    result = sink.run("A", raise_on_error=False)
+    assert not result.success and not result.get_asset_materialization_events()
+    assert failure_message(result) == (
+        f"FalkorDB at {falkordb_server.url} (graph {graph_name}): study A, record 4, variable "
+        "'aeterm' (value): holds a NUL character (\\x00), which this server cannot store; "
+        "nothing was written")
+    assert snapshot(falkordb_server, graph_name) == before
+
+    small_study(sink.lake, "B", [rec(1, "VS", {"we\x00ight": "1"})])
+    assert failure_message(sink.run("B", raise_on_error=False)).endswith(
+        "study B, record 1, variable 'we\\x00ight' (key): holds a NUL character (\\x00), which "
+        "this server cannot store; nothing was written")
+    subjects = [{"subject_id": 0, "subject_key": "S-\x000", "site_id": 101, "deleted": False}]
+    small_study(sink.lake, "C", [], subjects=subjects)
+    assert failure_message(sink.run("C", raise_on_error=False)).endswith(
+        "study C, subjects row 'S-\\x000', column 'subject_key': holds a NUL character (\\x00), "
+        "which this server cannot store; nothing was written")
+    assert counts(falkordb_server, graph_name, "B") == {}
+    assert counts(falkordb_server, graph_name, "C") == {}
+    # a NUL in a record deleted upstream is never sent, so it does not block the study
+    small_study(sink.lake, "B", [rec(1, "VS", {"we\x00ight": "1"}, deleted=True)])
+    assert sink.run("B").success
+
+
+def test_record_data_keys_outside_the_dictionary_keep_their_mapping(
+    tmp_path, falkordb_server, graph_name
+) -> None:
+    """Undeclared keys get a Variable node (`in_dictionary: false`) under their form holding the
+    safe name; when the key leaves the data, a replay removes it."""
+    sink = _sink(tmp_path, falkordb_server, graph_name)
+    records = _records_a()
+    records[0] = rec(1, "VS", {"weight": "71.5", "odd key$": "a", "extra": "b"}, subject=0)
+    records.append(rec(6, "AE", {"odd key$": "c"}, subject=1))
+    small_study(sink.lake, "A", records)
+    sink.run("A")
+    g = falkordb_server.client().select_graph(graph_name)
+    query = ("MATCH (f:Form {study_key: 'A'})-[:HAS_VARIABLE]->(v:Variable) RETURN f.form_key, "
+             "v.variable_name, v.property_name, v.in_dictionary ORDER BY f.form_key, "
+             "v.variable_name")
+    assert g.query(query).result_set == [
+        ["AE", "aeongo", "aeongo", True], ["AE", "aeterm", "aeterm", True],
+        ["AE", "odd key$", property_name("odd key$"), False],
+        # `extra` is also a record envelope column, so its answer gets a safe name too
+        ["VS", "extra", "extra_b43c4b82", False],
+        ["VS", "odd key$", property_name("odd key$"), False],
+        ["VS", "vsdt", "vsdt", True], ["VS", "weight", "weight", True]]
+    [[props]] = g.query("MATCH (r:Record {record_id: 1}) RETURN properties(r)").result_set
+    assert (props[property_name("odd key$")], props["extra_b43c4b82"]) == ("a", "b")
+
+    small_study(sink.lake, "A", _records_a())
+    sink.run("A")
+    assert [row for row in g.query(query).result_set if not row[3]] == []
+    assert snapshot(falkordb_server, graph_name) == _clean_run(
+        tmp_path, falkordb_server, f"{graph_name}_clean", ["A"], sink.lake)
