@@ -38,7 +38,6 @@ _MAP = "_imednet_name_map"
 _DICTIONARY = "_imednet_dictionary"
 
 
-
 def _sink(name: str, ins: dict[str, str], description: str):
     """The decorator every DuckDB asset shares (study partitions, pool, io manager, kinds).
 
@@ -75,8 +74,6 @@ def _plan(
     """The study's naming plan; every asset derives it the same way, so the names agree."""
     extra = records.distinct("form_key") if records is not None else []
     return plan_form_tables(forms.distinct("form_key"), _dictionary(variables), extra)
-
-
 
 
 def _entity_asset(entity: str) -> dg.AssetsDefinition:

@@ -32,7 +32,6 @@ RECORD_INDEXES = ("study_key", "subject_key", "form_key")
 SUBJECT_INDEXES = ("study_key", "subject_key")
 
 
-
 def _sink(name: str, ins: dict[str, str], description: str):
     """The decorator both assets share (study partitions, pool, io manager, kinds)."""
     return dg.asset(
@@ -45,8 +44,6 @@ def _sink(name: str, ins: dict[str, str], description: str):
         pool=POOL,
         description=description,
     )
-
-
 
 
 def _arrow_batches(lake: LakeSlice, size: int) -> Iterator[pa.RecordBatch]:
