@@ -20,7 +20,9 @@ DAGSTER = Path(sys.executable).parent / "dagster"
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMEDNET", "DAGSTER"))}
+    # no API, no Dagster home and no destination settings from the developer's shell
+    prefixes = ("IMEDNET", "DAGSTER", "MONGODB", "SNOWFLAKE", "NEO4J", "FALKORDB")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["DAGSTER_HOME"] = str(tmp_path)
     return env
 
@@ -178,3 +180,15 @@ def test_each_destination_joins_when_its_settings_are_present(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
     )
     assert validate.returncode == 0, validate.stdout + validate.stderr
+
+
+def test_unconfigured_destinations_cost_nothing_at_import(tmp_path):
+    """The code location loads in every run worker: destinations left out must not import their
+    client libraries."""
+    script = ("import sys, imednet_assets.definitions\n"
+              "heavy = ('pymongo', 'snowflake.connector', 'sqlalchemy', 'neo4j', 'falkordb')\n"
+              "print([m for m in heavy if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=clean_env(tmp_path),
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -5,9 +5,8 @@ import os
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.graph.assets import GRAPH_IO_MANAGER_KEY, build_graph_asset
-from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
-from imednet_assets.defs.sinks.graph.resources import from_env
+# The destination's modules (and its client libraries) load only when it is built: an
+# unconfigured destination costs the code location nothing at import.
 
 ENV_VARS = ("NEO4J_URI", "FALKORDB_URL")
 
@@ -19,6 +18,10 @@ def is_configured() -> bool:
 
 def build_defs() -> dg.Definitions:
     """The graph asset with its IO manager, bound to the server the environment names."""
+    from imednet_assets.defs.sinks.graph.assets import GRAPH_IO_MANAGER_KEY, build_graph_asset
+    from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
+    from imednet_assets.defs.sinks.graph.resources import from_env
+
     kind = "neo4j" if os.environ.get("NEO4J_URI") else "falkordb"
     destination = from_env(dict(os.environ))
     return dg.Definitions(

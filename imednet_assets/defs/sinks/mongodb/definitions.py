@@ -10,9 +10,9 @@ import os
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.mongodb.assets import MONGODB_IO_MANAGER_KEY, mongodb_assets
-from imednet_assets.defs.sinks.mongodb.io_manager import MongoSinkIOManager
-from imednet_assets.defs.sinks.mongodb.resources import MongoDestination
+# The destination's modules (and its client library) load only when it is built: an
+# unconfigured destination costs the code location nothing at import.
+
 
 URI_ENV = "MONGODB_URI"
 DATABASE_ENV = "MONGODB_DATABASE"
@@ -28,6 +28,10 @@ def mongodb_resources(
     uri: str | dg.EnvVar | None = None, database: str | None = None, **settings: object
 ) -> dict[str, object]:
     """`mongodb` resource and `mongodb_io_manager` sharing it (default: from the environment)."""
+    from imednet_assets.defs.sinks.mongodb.assets import MONGODB_IO_MANAGER_KEY
+    from imednet_assets.defs.sinks.mongodb.io_manager import MongoSinkIOManager
+    from imednet_assets.defs.sinks.mongodb.resources import MongoDestination
+
     resource = MongoDestination(
         uri=uri if uri is not None else dg.EnvVar(URI_ENV),
         database=database or os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE,
@@ -38,4 +42,6 @@ def mongodb_resources(
 
 def build_defs() -> dg.Definitions:
     """The assets (group `mongodb`, pool `mongodb_writer`) and their resources."""
+    from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
+
     return dg.Definitions(assets=mongodb_assets, resources=mongodb_resources())

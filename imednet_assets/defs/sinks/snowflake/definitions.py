@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.snowflake.assets import SNOWFLAKE_IO_MANAGER_KEY, snowflake_assets
-from imednet_assets.defs.sinks.snowflake.io_manager import SnowflakeSinkIOManager
-from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
+# The destination's modules (and the Snowflake connector) load only when it is built: an
+# unconfigured destination costs the code location nothing at import.
+if TYPE_CHECKING:
+    from imednet_assets.defs.sinks.snowflake.resources import (
+        SnowflakeConnection,
+        SnowflakeLoadSettings,
+    )
 
 ACCOUNT_ENV = "SNOWFLAKE_ACCOUNT"
 _PLAIN = {"user": "SNOWFLAKE_USER", "database": "SNOWFLAKE_DATABASE",
@@ -22,11 +27,14 @@ _LOCAL = {"host": "SNOWFLAKE_HOST", "port": "SNOWFLAKE_PORT", "protocol": "SNOWF
 
 
 def is_configured() -> bool:
+    """Whether a Snowflake account is named in the environment."""
     return bool(os.environ.get(ACCOUNT_ENV))
 
 
 def connection_from_env() -> SnowflakeConnection:
     """The Snowflake connection the env describes; only variables that are set are used."""
+    from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection
+
     fields: dict[str, object] = {"account": dg.EnvVar(ACCOUNT_ENV), "autocommit": True,
                                  "login_timeout": 30, "network_timeout": 300}
     fields.update({k: dg.EnvVar(v) for k, v in {**_PLAIN, **_SECRETS}.items() if os.environ.get(v)})
@@ -42,10 +50,17 @@ def snowflake_resources(
     connection: SnowflakeConnection | None = None, load: SnowflakeLoadSettings | None = None
 ) -> dict[str, object]:
     """The `snowflake_io_manager` (default: connection and stage from the env)."""
+    from imednet_assets.defs.sinks.snowflake.assets import SNOWFLAKE_IO_MANAGER_KEY
+    from imednet_assets.defs.sinks.snowflake.io_manager import SnowflakeSinkIOManager
+    from imednet_assets.defs.sinks.snowflake.resources import SnowflakeLoadSettings
+
     load = load or SnowflakeLoadSettings(stage=os.environ.get("SNOWFLAKE_STAGE") or "IMEDNET_STAGE")
     return {SNOWFLAKE_IO_MANAGER_KEY: SnowflakeSinkIOManager(
         snowflake=connection or connection_from_env(), load=load)}
 
 
 def build_defs() -> dg.Definitions:
+    """The Snowflake assets (group `snowflake`, pool `snowflake_writer`) and their IO manager."""
+    from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
+
     return dg.Definitions(assets=snowflake_assets, resources=snowflake_resources())

@@ -6,9 +6,11 @@ import os
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.sql.assets import SQL_IO_MANAGER_KEY, sql_assets
-from imednet_assets.defs.sinks.sql.io_manager import SqlSinkIOManager
-from imednet_assets.defs.sinks.sql.resources import SCHEMA_ENV, URL_ENV, SqlDestination
+# The destination's modules (and SQLAlchemy) load only when it is built: an unconfigured
+# destination costs the code location nothing at import.
+
+URL_ENV = "IMEDNET_ASSETS_SQL_URL"
+SCHEMA_ENV = "IMEDNET_ASSETS_SQL_SCHEMA"
 
 
 def is_configured() -> bool:
@@ -20,6 +22,10 @@ def sql_resources(url: str | dg.EnvVar | None = None, schema: str | None = None,
                   **settings: object) -> dict[str, object]:
     """`sql_destination` and `sql_io_manager` (default: the URL from `IMEDNET_ASSETS_SQL_URL`,
     kept as an EnvVar so its password never enters run config or metadata)."""
+    from imednet_assets.defs.sinks.sql.assets import SQL_IO_MANAGER_KEY
+    from imednet_assets.defs.sinks.sql.io_manager import SqlSinkIOManager
+    from imednet_assets.defs.sinks.sql.resources import SqlDestination
+
     destination = SqlDestination(
         url=url if url is not None else dg.EnvVar(URL_ENV),
         db_schema=schema if schema is not None else (os.environ.get(SCHEMA_ENV) or None),
@@ -33,4 +39,6 @@ def sql_resources(url: str | dg.EnvVar | None = None, schema: str | None = None,
 
 def build_defs() -> dg.Definitions:
     """The SQL sink assets with their destination and IO manager."""
+    from imednet_assets.defs.sinks.sql.assets import sql_assets
+
     return dg.Definitions(assets=sql_assets, resources=sql_resources())

@@ -19,8 +19,6 @@ from imednet_assets.defs.sinks.sql import ddl
 from imednet_assets.settings import redact
 
 DESTINATION = "SQL database"
-URL_ENV = "IMEDNET_ASSETS_SQL_URL"
-SCHEMA_ENV = "IMEDNET_ASSETS_SQL_SCHEMA"
 
 
 def _resolved(value: Any) -> str:
