@@ -130,7 +130,7 @@ def run_demo(
         if local_servers:
             from imednet_assets.local_servers.stack import local_destinations
 
-            for server in stack.enter_context(local_destinations(data / "local_servers")):
+            for server in stack.enter_context(local_destinations()):
                 print(f"started: {settings.redact(server)}")
         import dagster as dg
 

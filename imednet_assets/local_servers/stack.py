@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,11 +63,11 @@ def _postgres_url() -> str:
 
 
 @contextlib.contextmanager
-def local_destinations(work_dir: Path) -> Iterator[list[str]]:
+def local_destinations() -> Iterator[list[str]]:
     """Start a server for every destination the environment does not configure (each
     destination's `is_configured()`), point the environment at it, and yield what was started.
-    MongoDB, Snowflake and the graph live only as long as the context; the PostgreSQL database
-    `imednet_demo` is kept."""
+    MongoDB, Snowflake and the graph (data in temp dirs) live only as long as the context; the
+    PostgreSQL database `imednet_demo` is kept for looking at."""
     started: list[str] = []
     added: list[str] = []
 
@@ -78,12 +79,12 @@ def local_destinations(work_dir: Path) -> Iterator[list[str]]:
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: [os.environ.pop(name, None) for name in added])
         if not mongodb_definitions.is_configured():
-            nx = NxServer(work_dir / "mongodb")
+            nx = NxServer(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nx-"))))
             nx.start()
             stack.callback(nx.stop)
             point({"MONGODB_URI": nx.uri}, f"MongoDB (nx-27017) at {nx.uri}")
         if not snowflake_definitions.is_configured():
-            snow = stack.enter_context(LocalSnowflake(work_dir / "snowflake"))
+            snow = stack.enter_context(LocalSnowflake())
             point(_snowflake_env(snow), f"Snowflake (fakesnow) at localhost:{snow.port}")
         if not graph_definitions.is_configured():
             falkor = stack.enter_context(FalkorServer())
