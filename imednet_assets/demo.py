@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 DEMO_API_KEY = "demo-api-key"
 DEMO_SECURITY_KEY = "demo-security-key"
-# the summary is the demo's output; Dagster's per-step debug lines stay in the run's event log
-QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# the summary is the demo's output (failed steps included, one line each); Dagster's per-step
+# lines and stack traces stay in the run's event log
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
@@ -99,6 +100,21 @@ def _destination_rows(result, study: str, rows: dict[str, dict[str, int]]) -> No
             rows.setdefault(key, {})[study] = int(count.value)
 
 
+def _step_failures(result) -> dict[str, list[str]]:
+    """Failed steps grouped by their message's first line (a destination that cannot be reached
+    fails each of its assets the same way)."""
+    failures: dict[str, list[str]] = {}
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data
+        text = user.description if user and user.description else data.error.message
+        message = (text or "failed").strip().splitlines()[0]
+        failures.setdefault(message, []).append(event.step_key)
+    return failures
+
+
 def register_studies(instance: DagsterInstance) -> list[str]:
     """Add every study the API lists as a `study` partition (what the discovery sensor does)."""
     from imednet_assets.client.settings import ClientSettings
@@ -159,10 +175,8 @@ def run_demo(
             print(f"study {key}: {status} in {time.perf_counter() - t0:.1f} s")
             if not ok:
                 failed.append(key)
-                for event in result.all_events:
-                    if event.is_failure and event.step_failure_data:
-                        message = event.step_failure_data.error.message.strip()
-                        print(f"  {event.step_key}: {message}")
+                for message, steps in _step_failures(result).items():
+                    print(f"  {', '.join(steps)}: {message}")
     _print_summary(_table_counts(settings.duckdb_path()), study_keys)
     if destination_rows:
         _print_summary(dict(sorted(destination_rows.items())), study_keys,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from imednet_assets.local_servers import free_port
 from imednet_assets.local_servers.postgres import temporary_database
 from imednet_assets.simulator import SimulatorConfig, SimulatorServer
 
@@ -156,3 +157,21 @@ def test_demo_with_local_servers_materializes_every_destination(tmp_path: Path) 
     for asset in ("mongodb/records", "snowflake/form_tables", "sql/form_tables", "bundles/csv"):
         assert written[asset] == ["150", "150"], asset
     assert all(int(n.replace(",", "")) > 0 for counts in written.values() for n in counts)
+
+
+def test_demo_with_an_unreachable_destination_says_so_once_without_secrets(tmp_path: Path) -> None:
+    """A configured destination that does not answer fails its steps with one redacted line each
+    study; the rest of the demo still lands and the exit code says something failed."""
+    dead = f"mongodb://alice:mongo-pw-9f3@127.0.0.1:{free_port()}/"
+    env = {"IMEDNET_ASSETS_DATA_DIR": str(tmp_path / "data"), "MONGODB_URI": dead}
+    done = run_cli("demo", "--studies", "1", "--subjects", "2", env=env)
+    assert done.returncode == 1
+    out = done.stdout + done.stderr
+    assert "mongo-pw-9f3" not in out and "Traceback" not in out
+    port = dead.rsplit(":", 1)[1].rstrip("/")
+    assert (
+        f"  mongodb__records, mongodb__subjects: MongoDB at mongodb://***@127.0.0.1:{port}/ "
+        "(database imednet) is unreachable" in done.stdout
+    )
+    assert "bundles/csv" in done.stdout  # the other destinations still wrote the study
+    assert done.stderr.strip().splitlines()[-1] == "failed studies: CARDIO-01"
