@@ -1,7 +1,8 @@
 """How every sink asset reads the lake: one input per lake entity, the check that every slice is
-the run's study, and one decorator for sink assets that plan a write from whole study slices."""
+the run's study, the decorator every sink asset shares, and a whole sink asset for the ones that
+plan a write from the study's slices as they are."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -28,6 +29,30 @@ def study_of(context: dg.AssetExecutionContext, slices: Iterable[LakeSlice]) -> 
     return study
 
 
+def sink_asset(
+    *,
+    key: list[str],
+    ins: Mapping[str, str],
+    group: str,
+    kinds: set[str],
+    io_manager_key: str,
+    pool: str,
+    description: str,
+) -> Callable[..., dg.AssetsDefinition]:
+    """The decorator of a study-partitioned sink asset; `ins` maps parameter name -> lake entity.
+    Its output goes to the destination's IO manager, its step runs in the destination's pool."""
+    return dg.asset(
+        key=key,
+        ins={param: lake_in(entity) for param, entity in ins.items()},
+        partitions_def=study_partitions,
+        group_name=group,
+        kinds=kinds,
+        io_manager_key=io_manager_key,
+        pool=pool,
+        description=description,
+    )
+
+
 def study_sink_asset(
     *,
     key: list[str],
@@ -42,11 +67,10 @@ def study_sink_asset(
     """A study-partitioned sink asset whose output is `plan(study, {entity: slice})`: the write
     its IO manager carries out, in the destination's own pool."""
 
-    @dg.asset(
+    @sink_asset(
         key=key,
-        ins={entity: lake_in(entity) for entity in entities},
-        partitions_def=study_partitions,
-        group_name=group,
+        ins={entity: entity for entity in entities},
+        group=group,
         kinds=kinds,
         io_manager_key=io_manager_key,
         pool=pool,

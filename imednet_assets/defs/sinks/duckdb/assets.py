@@ -12,11 +12,10 @@ import dagster as dg
 import pyarrow as pa
 
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.duckdb import naming, sql
 from imednet_assets.defs.sinks.duckdb.io_manager import ColumnTypes, StudyWrite, TableLoad
 from imednet_assets.defs.sinks.duckdb.naming import FormTable, mapping_tables, plan_form_tables
-from imednet_assets.defs.sinks.lake_inputs import lake_in, study_of
+from imednet_assets.defs.sinks.lake_inputs import sink_asset, study_of
 
 DUCKDB_IO_MANAGER_KEY = "duckdb_io_manager"
 POOL = "duckdb_writer"
@@ -43,11 +42,10 @@ def _sink(name: str, ins: dict[str, str], description: str):
 
     `ins` maps parameter name -> lake entity read through the lake IO manager.
     """
-    return dg.asset(
+    return sink_asset(
         key=["duckdb", name],
-        ins={param: lake_in(entity) for param, entity in ins.items()},
-        partitions_def=study_partitions,
-        group_name=GROUP,
+        ins=ins,
+        group=GROUP,
         kinds={"duckdb"},
         io_manager_key=DUCKDB_IO_MANAGER_KEY,
         pool=POOL,

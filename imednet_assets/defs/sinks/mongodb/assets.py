@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.partitions import study_partitions
-from imednet_assets.defs.sinks.lake_inputs import lake_in, study_of
+from imednet_assets.defs.sinks.lake_inputs import sink_asset, study_of
 from imednet_assets.defs.sinks.mongodb.documents import (
     rebatch,
     record_documents,
@@ -34,11 +33,10 @@ SUBJECT_INDEXES = ("study_key", "subject_key")
 
 def _sink(name: str, ins: dict[str, str], description: str):
     """The decorator both assets share (study partitions, pool, io manager, kinds)."""
-    return dg.asset(
+    return sink_asset(
         key=["mongodb", name],
-        ins={param: lake_in(entity) for param, entity in ins.items()},
-        partitions_def=study_partitions,
-        group_name=GROUP,
+        ins=ins,
+        group=GROUP,
         kinds={"mongodb"},
         io_manager_key=MONGODB_IO_MANAGER_KEY,
         pool=POOL,
