@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
 import duckdb
+import pyarrow.compute as pc
 from dagster_duckdb import DuckDBResource
 
 from imednet_assets.defs.lake.slice import LakeSlice
@@ -139,3 +140,31 @@ def _meta(value: Any) -> Any:
     if isinstance(value, list | dict):
         return dg.MetadataValue.json(value)
     return value
+
+
+# -- lake records vs a destination (the optional destinations' `every_record_once`) ---------------
+
+
+def live_records(records: LakeSlice) -> int:
+    """The slice's records that are not soft-deleted (`deleted` true); NULL counts as live."""
+    (live,) = lake_scalars(
+        records, "SELECT count(*) FILTER (WHERE NOT coalesce(deleted, false)) FROM {source}", (0,)
+    )
+    return live
+
+
+def lake_record_ids(records: LakeSlice, *, live_only: bool = False) -> set[int]:
+    """The slice's record ids (only the live ones with `live_only`); read on a mismatch only."""
+    table = records.columns(["record_id", "deleted"])
+    if live_only:
+        table = table.filter(pc.invert(pc.fill_null(table.column("deleted"), False)))
+    return set(table.column("record_id").to_pylist())
+
+
+def id_samples(lake_ids: set[int], destination_ids: Iterable[int]) -> dict[str, list[int]]:
+    """Up to `SAMPLE` lake ids the destination lacks and destination ids the lake lacks."""
+    found = set(destination_ids)
+    return {
+        "missing_sample": sorted(lake_ids - found)[:SAMPLE],
+        "unexpected_sample": sorted(found - lake_ids, key=repr)[:SAMPLE],
+    }

@@ -41,7 +41,10 @@ def mongodb_resources(
 
 
 def build_defs() -> dg.Definitions:
-    """The assets (group `mongodb`, pool `mongodb_writer`) and their resources."""
+    """The assets (group `mongodb`, pool `mongodb_writer`), their reconciliation check and their
+    resources."""
     from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
+    from imednet_assets.defs.sinks.mongodb.checks import mongodb_every_record_once
 
-    return dg.Definitions(assets=mongodb_assets, resources=mongodb_resources())
+    return dg.Definitions(assets=mongodb_assets, asset_checks=[mongodb_every_record_once],
+                          resources=mongodb_resources())

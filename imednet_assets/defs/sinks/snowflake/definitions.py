@@ -49,18 +49,23 @@ def connection_from_env() -> SnowflakeConnection:
 def snowflake_resources(
     connection: SnowflakeConnection | None = None, load: SnowflakeLoadSettings | None = None
 ) -> dict[str, object]:
-    """The `snowflake_io_manager` (default: connection and stage from the env)."""
+    """The `snowflake_io_manager` and the `snowflake` connection its check reads through, one
+    connection for both (default: connection and stage from the env)."""
     from imednet_assets.defs.sinks.snowflake.assets import SNOWFLAKE_IO_MANAGER_KEY
     from imednet_assets.defs.sinks.snowflake.io_manager import SnowflakeSinkIOManager
     from imednet_assets.defs.sinks.snowflake.resources import SnowflakeLoadSettings
 
     load = load or SnowflakeLoadSettings(stage=os.environ.get("SNOWFLAKE_STAGE") or "IMEDNET_STAGE")
-    return {SNOWFLAKE_IO_MANAGER_KEY: SnowflakeSinkIOManager(
-        snowflake=connection or connection_from_env(), load=load)}
+    connection = connection or connection_from_env()
+    return {"snowflake": connection,
+            SNOWFLAKE_IO_MANAGER_KEY: SnowflakeSinkIOManager(snowflake=connection, load=load)}
 
 
 def build_defs() -> dg.Definitions:
-    """The Snowflake assets (group `snowflake`, pool `snowflake_writer`) and their IO manager."""
+    """The Snowflake assets (group `snowflake`, pool `snowflake_writer`), their reconciliation
+    check and their IO manager."""
     from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
+    from imednet_assets.defs.sinks.snowflake.checks import snowflake_every_record_once
 
-    return dg.Definitions(assets=snowflake_assets, resources=snowflake_resources())
+    return dg.Definitions(assets=snowflake_assets, asset_checks=[snowflake_every_record_once],
+                          resources=snowflake_resources())

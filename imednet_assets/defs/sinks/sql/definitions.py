@@ -38,7 +38,9 @@ def sql_resources(url: str | dg.EnvVar | None = None, schema: str | None = None,
 
 
 def build_defs() -> dg.Definitions:
-    """The SQL sink assets with their destination and IO manager."""
+    """The SQL sink assets and their reconciliation check, with destination and IO manager."""
     from imednet_assets.defs.sinks.sql.assets import sql_assets
+    from imednet_assets.defs.sinks.sql.checks import sql_every_record_once
 
-    return dg.Definitions(assets=sql_assets, resources=sql_resources())
+    return dg.Definitions(assets=sql_assets, asset_checks=[sql_every_record_once],
+                          resources=sql_resources())

@@ -1,0 +1,140 @@
+"""`sql/form_tables` `every_record_once`: every lake record of the study (deleted ones included,
+the SQL sink keeps them flagged) is exactly one row of the database's form tables.
+
+The queries are SQLAlchemy Core (LIMIT and quoting the dialect's way), identifiers force-quoted,
+the study a bound parameter.
+"""
+
+
+from collections.abc import Sequence
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.sql import quoted_name
+
+from imednet_assets.defs.checks._support import (
+    ERROR,
+    SAMPLE,
+    id_samples,
+    lake_record_ids,
+    result,
+    study_check,
+    study_of,
+)
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.common import DestinationError
+from imednet_assets.defs.sinks.lake_inputs import lake_in
+from imednet_assets.defs.sinks.sql import ddl
+from imednet_assets.defs.sinks.sql.assets import POOL
+from imednet_assets.defs.sinks.sql.resources import SqlDestination
+
+RECORD_ID = "record_id"
+
+
+def form_tables(conn: sa.Connection, schema: str | None) -> list[str]:
+    """The sink's form tables: `form_*` tables with a study_key and a record_id column."""
+    inspector = sa.inspect(conn)
+    tables = []
+    for name in sorted(inspector.get_table_names(schema=schema)):
+        if name.startswith(ddl.FORM_TABLE_PREFIX):
+            columns = {c["name"] for c in inspector.get_columns(name, schema=schema)}
+            if {ddl.STUDY_COLUMN, RECORD_ID} <= columns:
+                tables.append(name)
+    return tables
+
+
+def study_record_ids(schema: str | None, tables: Sequence[str]) -> sa.Subquery:
+    """(table_name, record_id) of the study's rows in every table (`:study` bound)."""
+    parts = []
+    for name in tables:
+        table = sa.table(
+            quoted_name(name, True),
+            sa.column(quoted_name(RECORD_ID, True)),
+            sa.column(quoted_name(ddl.STUDY_COLUMN, True)),
+            schema=quoted_name(schema, True) if schema else None,
+        )
+        parts.append(
+            sa.select(sa.literal(name).label("table_name"), table.c[RECORD_ID].label(RECORD_ID))
+            .where(table.c[ddl.STUDY_COLUMN] == sa.bindparam("study"))
+        )
+    return sa.union_all(*parts).subquery("study_rows")
+
+
+def rows_by_table_query(rows: sa.Subquery) -> sa.Select:
+    return sa.select(rows.c.table_name, sa.func.count()).group_by(rows.c.table_name)
+
+
+def duplicates_query(rows: sa.Subquery, limit: int | None = None) -> sa.Select:
+    """record_id and its row count, for ids in more than one row (first `limit`, by id)."""
+    query = (
+        sa.select(rows.c[RECORD_ID], sa.func.count().label("n"))
+        .group_by(rows.c[RECORD_ID])
+        .having(sa.func.count() > 1)
+        .order_by(rows.c[RECORD_ID])
+    )
+    return query if limit is None else query.limit(limit)
+
+
+@study_check(
+    ["sql", "form_tables"],
+    "every_record_once",
+    "Every lake record of the study (deleted ones included) is exactly one row of the SQL form "
+    "tables: the row count over all form_* tables equals the lake's records, and record_id is "
+    "unique across them.",
+    additional_ins={"records": lake_in("records")},
+    pool=POOL,
+)
+def sql_every_record_once(
+    context: dg.AssetCheckExecutionContext, records: LakeSlice, sql_destination: SqlDestination
+) -> dg.AssetCheckResult:
+    study = study_of(context)
+    lake_rows = records.num_rows
+    destination = sql_destination
+    params = {"study": study}
+    samples: dict[str, list[int]] = {"missing_sample": [], "unexpected_sample": []}
+    try:
+        with destination.open() as engine, engine.connect() as conn:
+            tables = form_tables(conn, destination.db_schema)
+            by_table: dict[str, int] = {}
+            dupes: list[tuple[int, int]] = []
+            dupe_ids = 0
+            if tables:
+                rows = study_record_ids(destination.db_schema, tables)
+                by_table = {t: int(n) for t, n in conn.execute(rows_by_table_query(rows), params)}
+                counted = sa.select(sa.func.count()).select_from(duplicates_query(rows).subquery())
+                dupe_ids = int(conn.execute(counted, params).scalar_one())
+                dupes = [(r, int(n)) for r, n in conn.execute(duplicates_query(rows, SAMPLE),
+                                                              params)]
+            sql_rows = sum(by_table.values())
+            if sql_rows != lake_rows:
+                found = conn.execute(sa.select(rows.c[RECORD_ID]), params).scalars().all() \
+                    if tables else []
+                samples = id_samples(lake_record_ids(records), found)
+    except DestinationError as err:
+        raise dg.Failure(description=f"every_record_once for study {study}: {err}") from None
+    except sa.exc.SQLAlchemyError as err:
+        raise dg.Failure(
+            description=f"every_record_once for study {study}: reading {destination.describe()} "
+            f"failed: {destination.clean(err)}"
+        ) from None
+    problems = []
+    if sql_rows != lake_rows:
+        problems.append(f"form tables hold {sql_rows} rows, the lake {lake_rows} records")
+    if dupe_ids:
+        problems.append(f"{dupe_ids} record_id(s) occur more than once")
+    return result(
+        not problems,
+        ERROR,
+        f"study {study}: "
+        + ("; ".join(problems) if problems else
+           f"{lake_rows} lake records, each once in the form tables"),
+        study=study,
+        table="form_*",
+        destination=destination.describe(),
+        lake_rows=lake_rows,
+        sql_rows=sql_rows,
+        duplicate_record_ids=dupe_ids,
+        duplicates_sample=[{"record_id": r, "rows": n} for r, n in dupes],
+        **samples,
+        rows_by_table=dict(sorted(by_table.items())),
+    )
