@@ -168,3 +168,41 @@ def id_samples(lake_ids: set[int], destination_ids: Iterable[int]) -> dict[str, 
         "missing_sample": sorted(lake_ids - found)[:SAMPLE],
         "unexpected_sample": sorted(found - lake_ids, key=repr)[:SAMPLE],
     }
+
+
+def form_tables_verdict(
+    study: str,
+    *,
+    lake_rows: int,
+    by_table: dict[str, int],
+    duplicate_ids: int,
+    duplicates: Sequence[tuple[int, int]],
+    samples: dict[str, list[int]],
+    tables: str,
+    destination: str,
+    count_key: str,
+) -> dg.AssetCheckResult:
+    """`every_record_once` over a destination's wide form tables: the rows there (`by_table`)
+    against the lake's records, and record ids that occur more than once."""
+    dest_rows = sum(by_table.values())
+    problems = []
+    if dest_rows != lake_rows:
+        problems.append(f"form tables hold {dest_rows} rows, the lake {lake_rows} records")
+    if duplicate_ids:
+        problems.append(f"{duplicate_ids} record_id(s) occur more than once")
+    return result(
+        not problems,
+        ERROR,
+        f"study {study}: "
+        + ("; ".join(problems) if problems else
+           f"{lake_rows} lake records, each once in the form tables"),
+        study=study,
+        table=tables,
+        destination=destination,
+        lake_rows=lake_rows,
+        **{count_key: dest_rows},
+        duplicate_record_ids=int(duplicate_ids),
+        duplicates_sample=[{"record_id": r, "rows": n} for r, n in duplicates],
+        **samples,
+        rows_by_table=dict(sorted(by_table.items())),
+    )

@@ -7,11 +7,10 @@ from typing import Any
 import dagster as dg
 
 from imednet_assets.defs.checks._support import (
-    ERROR,
     SAMPLE,
+    form_tables_verdict,
     id_samples,
     lake_record_ids,
-    result,
     study_check,
     study_of,
 )
@@ -96,27 +95,10 @@ def snowflake_every_record_once(
     finally:
         if conn is not None:
             conn.close()  # the resource closes it on success only
-    snowflake_rows = sum(by_table.values())
-    problems = []
     samples = {"missing_sample": [], "unexpected_sample": []}
-    if snowflake_rows != lake_rows:
-        problems.append(f"form tables hold {snowflake_rows} rows, the lake {lake_rows} records")
+    if sum(by_table.values()) != lake_rows:
         samples = id_samples(lake_record_ids(records), found)
-    if dupe_ids:
-        problems.append(f"{dupe_ids} record_id(s) occur more than once")
-    return result(
-        not problems,
-        ERROR,
-        f"study {study}: "
-        + ("; ".join(problems) if problems else
-           f"{lake_rows} lake records, each once in the form tables"),
-        study=study,
-        table="FORM_*",
-        destination=where,
-        lake_rows=lake_rows,
-        snowflake_rows=snowflake_rows,
-        duplicate_record_ids=int(dupe_ids),
-        duplicates_sample=[{"record_id": r, "rows": n} for r, n in dupes],
-        **samples,
-        rows_by_table=dict(sorted(by_table.items())),
-    )
+    return form_tables_verdict(
+        study, lake_rows=lake_rows, by_table=by_table, duplicate_ids=dupe_ids, duplicates=dupes,
+        samples=samples, tables="FORM_*", destination=where, count_key="snowflake_rows",
+    )  # fmt: skip

@@ -13,11 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.sql import quoted_name
 
 from imednet_assets.defs.checks._support import (
-    ERROR,
     SAMPLE,
+    form_tables_verdict,
     id_samples,
     lake_record_ids,
-    result,
     study_check,
     study_of,
 )
@@ -117,24 +116,8 @@ def sql_every_record_once(
             description=f"every_record_once for study {study}: reading {destination.describe()} "
             f"failed: {destination.clean(err)}"
         ) from None
-    problems = []
-    if sql_rows != lake_rows:
-        problems.append(f"form tables hold {sql_rows} rows, the lake {lake_rows} records")
-    if dupe_ids:
-        problems.append(f"{dupe_ids} record_id(s) occur more than once")
-    return result(
-        not problems,
-        ERROR,
-        f"study {study}: "
-        + ("; ".join(problems) if problems else
-           f"{lake_rows} lake records, each once in the form tables"),
-        study=study,
-        table="form_*",
-        destination=destination.describe(),
-        lake_rows=lake_rows,
-        sql_rows=sql_rows,
-        duplicate_record_ids=dupe_ids,
-        duplicates_sample=[{"record_id": r, "rows": n} for r, n in dupes],
-        **samples,
-        rows_by_table=dict(sorted(by_table.items())),
-    )
+    return form_tables_verdict(
+        study, lake_rows=lake_rows, by_table=by_table, duplicate_ids=dupe_ids, duplicates=dupes,
+        samples=samples, tables="form_*", destination=destination.describe(),
+        count_key="sql_rows",
+    )  # fmt: skip
