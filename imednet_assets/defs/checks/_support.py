@@ -176,14 +176,15 @@ def form_tables_verdict(
     lake_rows: int,
     by_table: dict[str, int],
     duplicate_ids: int,
-    duplicates: Sequence[tuple[int, int]],
-    samples: dict[str, list[int]],
-    tables: str,
-    destination: str,
+    duplicates_sample: list[dict[str, Any]],
     count_key: str,
+    tables: str = "form_*",
+    **metadata: Any,
 ) -> dg.AssetCheckResult:
-    """`every_record_once` over a destination's wide form tables: the rows there (`by_table`)
-    against the lake's records, and record ids that occur more than once."""
+    """`every_record_once` over a destination's wide form tables (DuckDB, SQL, Snowflake): the
+    rows there (`by_table`) against the lake's records, and record ids found more than once.
+    `count_key` names the destination's row count; `metadata` adds what the destination knows
+    (its address, missing and unexpected ids)."""
     dest_rows = sum(by_table.values())
     problems = []
     if dest_rows != lake_rows:
@@ -198,11 +199,10 @@ def form_tables_verdict(
            f"{lake_rows} lake records, each once in the form tables"),
         study=study,
         table=tables,
-        destination=destination,
         lake_rows=lake_rows,
         **{count_key: dest_rows},
         duplicate_record_ids=int(duplicate_ids),
-        duplicates_sample=[{"record_id": r, "rows": n} for r, n in duplicates],
-        **samples,
-        rows_by_table=dict(sorted(by_table.items())),
+        duplicates_sample=duplicates_sample,
+        rows_by_table={t: int(n) for t, n in sorted(by_table.items())},
+        **metadata,
     )

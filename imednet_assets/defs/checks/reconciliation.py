@@ -18,6 +18,7 @@ from imednet_assets.defs.checks._support import (
     duckdb_reader,
     form_rows_sql,
     form_tables,
+    form_tables_verdict,
     lake_scalars,
     result,
     study_check,
@@ -97,26 +98,15 @@ def every_record_once(
             f"GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 NULLS FIRST LIMIT {SAMPLE}",
             params,
         ).fetchall()
-    duckdb_rows = sum(by_table.values())
-    problems = []
-    if duckdb_rows != lake_rows:
-        problems.append(f"form tables hold {duckdb_rows} rows, the lake {lake_rows} records")
-    if dupe_ids:
-        problems.append(f"{dupe_ids} record_id(s) occur more than once")
-    return result(
-        not problems,
-        ERROR,
-        f"study {study}: " + ("; ".join(problems) if problems else
-                              f"{lake_rows} lake records, each once in the form tables"),
-        study=study,
-        table="form_*",
+    return form_tables_verdict(
+        study,
         lake_rows=lake_rows,
-        duckdb_rows=duckdb_rows,
-        duplicate_record_ids=int(dupe_ids),
+        by_table=by_table,
+        duplicate_ids=dupe_ids,
         duplicates_sample=[
             {"record_id": rid, "rows": n, "tables": list(names)} for rid, n, names in sample
         ],
-        rows_by_table={t: int(n) for t, n in by_table.items()},
+        count_key="duckdb_rows",
     )
 
 

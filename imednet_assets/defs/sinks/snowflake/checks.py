@@ -99,6 +99,13 @@ def snowflake_every_record_once(
     if sum(by_table.values()) != lake_rows:
         samples = id_samples(lake_record_ids(records), found)
     return form_tables_verdict(
-        study, lake_rows=lake_rows, by_table=by_table, duplicate_ids=dupe_ids, duplicates=dupes,
-        samples=samples, tables="FORM_*", destination=where, count_key="snowflake_rows",
-    )  # fmt: skip
+        study,
+        lake_rows=lake_rows,
+        by_table=by_table,
+        duplicate_ids=dupe_ids,
+        duplicates_sample=[{"record_id": r, "rows": n} for r, n in dupes],
+        count_key="snowflake_rows",
+        tables="FORM_*",
+        destination=where,
+        **samples,
+    )

@@ -117,7 +117,13 @@ def sql_every_record_once(
             f"failed: {destination.clean(err)}"
         ) from None
     return form_tables_verdict(
-        study, lake_rows=lake_rows, by_table=by_table, duplicate_ids=dupe_ids, duplicates=dupes,
-        samples=samples, tables="form_*", destination=destination.describe(),
+        study,
+        lake_rows=lake_rows,
+        by_table=by_table,
+        duplicate_ids=dupe_ids,
+        duplicates_sample=[{"record_id": r, "rows": n} for r, n in dupes],
         count_key="sql_rows",
-    )  # fmt: skip
+        tables="form_*",
+        destination=destination.describe(),
+        **samples,
+    )
