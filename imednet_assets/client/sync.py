@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,26 +16,9 @@ import pyarrow as pa
 from imednet_assets.client.arrow import ENDPOINTS, SCHEMAS
 from imednet_assets.client.client import ImednetClient
 from imednet_assets.client.settings import ClientSettings
+from imednet_assets.handoff import Handoff
 
 T = TypeVar("T")
-_DONE = object()
-_PUT_POLL_S = 0.1
-
-
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
-    """Blocking put that gives up when the consumer has gone away."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=_PUT_POLL_S)
-            return True
-        except queue.Full:
-            continue
-    return False
 
 
 def iter_batches_sync(
@@ -49,8 +31,7 @@ def iter_batches_sync(
 ) -> Iterator[pa.RecordBatch]:
     """Stream `entity` batches of one study; errors are raised to the consumer, and closing the
     iterator early cancels the producer (its HTTP connections are closed)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-    stop = threading.Event()
+    hand = Handoff(queue_size)
     running: dict[str, Any] = {}
 
     async def produce() -> None:
@@ -60,7 +41,7 @@ def iter_batches_sync(
         ):
             async for batch in batches:
                 # block in a worker thread, not on the loop, so in-flight requests progress
-                if not await asyncio.to_thread(_put, q, batch, stop):
+                if not await asyncio.to_thread(hand.put, batch):
                     return
 
     def run() -> None:
@@ -69,26 +50,20 @@ def iter_batches_sync(
             task = loop.create_task(produce())
             running.update(loop=loop, task=task)
             loop.run_until_complete(task)
-            _put(q, _DONE, stop)
+            hand.finish()
         except asyncio.CancelledError:
             pass
         except BaseException as exc:  # handed to the consumer, who re-raises it
-            _put(q, _Failure(exc), stop)
+            hand.fail(exc)
         finally:
             loop.close()
 
     thread = threading.Thread(target=run, name=f"imednet-{entity}-{study_key}", daemon=True)
     thread.start()
     try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.exc
-            yield item
+        yield from hand.drain()
     finally:
-        stop.set()
+        hand.close()
         loop, task = running.get("loop"), running.get("task")
         if loop is not None and task is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile

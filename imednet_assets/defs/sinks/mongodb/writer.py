@@ -14,14 +14,12 @@ until the partition is materialized again).
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import InsertOne, ReplaceOne
 from pymongo.collection import Collection
@@ -36,13 +34,14 @@ from imednet_assets.defs.sinks.mongodb.documents import (
     content_hash,
 )
 from imednet_assets.defs.sinks.mongodb.resources import MongoDestination
+from imednet_assets.handoff import prefetch
 from imednet_assets.settings import redact
 
 STUDY_FIELD = "study_key"
 DUPLICATE_KEY = 11000
 # Network errors and "no server": the batch is sent again. Anything else is a real failure.
 TRANSIENT = (ConnectionFailure,)
-T = TypeVar("T")
+PREFETCH_THREAD = "mongodb-prefetch"
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,9 @@ class _Writer:
             stats.deleted = retry(self._delete_study, "deleting the study's documents")
             existing = {}
         seen: set[str] = set()
-        with closing(prefetch(self.plan.batches(self.dest.batch_size))) as batches:
+        # the next batch is built from the lake while the server writes this one
+        batches = prefetch(self.plan.batches(self.dest.batch_size), name=PREFETCH_THREAD)
+        with closing(batches):
             for number, docs in enumerate(batches, start=1):
                 new, changed = self._split(docs, existing, seen, stats, exported_at)
                 if new or changed:
@@ -179,53 +180,6 @@ class _Writer:
                 self.coll.bulk_write([upsert(docs[e["index"]]) for e in errors], ordered=False)
 
         return send
-
-
-def prefetch(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
-    """`items` produced in a background thread, `depth` ahead: the next batch is built from the
-    lake while the server writes this one. Errors reach the consumer; stopping early stops it."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, who re-raises it
-            put(_Failed(exc))
-
-    thread = threading.Thread(target=produce, name="mongodb-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-_DONE = object()
-
-
-@dataclass(frozen=True)
-class _Failed:
-    exc: BaseException
 
 
 def write_collection(db: Database, plan: CollectionWrite, dest: MongoDestination,
