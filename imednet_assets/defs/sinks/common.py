@@ -46,6 +46,12 @@ class WriteSettings(dg.ConfigurableResource):
     )
 
 
+def error_detail(exc: BaseException, secrets: Sequence[str | None] = (), limit: int = 300) -> str:
+    """`TypeName: message` of an error for a message or metadata: secrets and URL credentials
+    masked, cut to `limit` characters."""
+    return redact(f"{type(exc).__name__}: {exc}", list(secrets))[:limit]
+
+
 def with_retries(
     action: Callable[[], T],
     *,
@@ -68,7 +74,7 @@ def with_retries(
             return action()
         except transient as exc:
             if attempt >= settings.max_retries:
-                detail = redact(f"{type(exc).__name__}: {exc}", list(secrets))[:500]
+                detail = error_detail(exc, secrets, 500)
                 raise DestinationError(
                     f"{what} failed after {attempt + 1} attempt(s): {detail}"
                 ) from None

@@ -30,7 +30,7 @@ from imednet_assets.defs.sinks.bundles.content import StudyContent, WriteStats, 
 from imednet_assets.defs.sinks.bundles.csv_zip import write_csv_zip
 from imednet_assets.defs.sinks.bundles.jsonl import write_jsonl_zip
 from imednet_assets.defs.sinks.bundles.xlsx import write_xlsx
-from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError
+from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError, error_detail
 from imednet_assets.defs.sinks.tabular import StudyTables
 from imednet_assets.settings import data_dir, redact
 
@@ -177,7 +177,7 @@ class BundleIOManager(dg.ConfigurableIOManager):
         except DestinationError:
             raise
         except Exception as err:
-            detail = redact(f"{type(err).__name__}: {err}")[:500]
+            detail = error_detail(err, limit=500)
             raise DestinationError(
                 f"{DESTINATION}: the {obj.fmt} bundle of study {obj.study_key} failed "
                 f"({target}); the previous bundle is kept: {detail}"

@@ -14,12 +14,11 @@ from imednet_assets.defs.checks._support import (
     study_of,
 )
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.common import DestinationError
+from imednet_assets.defs.sinks.common import DestinationError, error_detail
 from imednet_assets.defs.sinks.graph import cypher as c
 from imednet_assets.defs.sinks.graph.assets import POOL
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
 from imednet_assets.defs.sinks.lake_inputs import lake_in
-from imednet_assets.settings import redact
 
 
 def record_ids_query() -> str:
@@ -53,7 +52,7 @@ def graph_every_record_once(
     except DestinationError as err:
         raise dg.Failure(description=f"every_record_once for study {study}: {err}") from None
     except transport.errors as err:
-        detail = redact(f"{type(err).__name__}: {err}", list(transport.secrets))[:300]
+        detail = error_detail(err, transport.secrets, 300)
         raise dg.Failure(
             description=f"every_record_once for study {study}: reading "
             f"{transport.destination} failed: {detail}"

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from imednet_assets.defs.sinks.common import DestinationConfigError
+from imednet_assets.defs.sinks.common import DestinationConfigError, error_detail
 from imednet_assets.defs.sinks.graph.cypher import FALKORDB, NEO4J
 from imednet_assets.settings import redact
 
@@ -44,7 +44,7 @@ class GraphTransport(Protocol):
 def _config_error(destination: str, exc: BaseException, secrets: tuple[str | None, ...]) -> (
     DestinationConfigError
 ):
-    detail = redact(f"{type(exc).__name__}: {exc}", list(secrets))[:300]
+    detail = error_detail(exc, secrets, 300)
     return DestinationConfigError(f"{destination} cannot be used: {detail}")
 
 

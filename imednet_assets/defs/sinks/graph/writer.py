@@ -19,7 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from imednet_assets.defs.sinks.common import DestinationError, WriteSettings, with_retries
+from imednet_assets.defs.sinks.common import (
+    DestinationError,
+    WriteSettings,
+    error_detail,
+    with_retries,
+)
 from imednet_assets.defs.sinks.graph import cypher as c
 from imednet_assets.defs.sinks.graph.model import StudyGraph
 from imednet_assets.defs.sinks.graph.transport import GraphTransport
@@ -79,7 +84,7 @@ class StudyWriter:
         except DestinationError:
             raise
         except t.errors as exc:
-            detail = redact(f"{type(exc).__name__}: {exc}", list(t.secrets))[:500]
+            detail = error_detail(exc, t.secrets, 500)
             raise DestinationError(f"{what} failed: {detail}") from None
 
     def ensure_indexes(self, study: str) -> None:

@@ -14,11 +14,10 @@ from imednet_assets.defs.checks._support import (
     study_of,
 )
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.common import DestinationError
+from imednet_assets.defs.sinks.common import DestinationError, error_detail
 from imednet_assets.defs.sinks.lake_inputs import lake_in
 from imednet_assets.defs.sinks.mongodb.assets import POOL, RECORDS_COLLECTION
 from imednet_assets.defs.sinks.mongodb.resources import MongoDestination
-from imednet_assets.settings import redact
 
 
 @study_check(
@@ -47,7 +46,7 @@ def mongodb_every_record_once(
     except DestinationError as err:
         raise dg.Failure(description=f"every_record_once for study {study}: {err}") from None
     except PyMongoError as err:
-        detail = redact(f"{type(err).__name__}: {err}", mongodb.secrets())[:300]
+        detail = error_detail(err, mongodb.secrets(), 300)
         raise dg.Failure(
             description=f"every_record_once for study {study}: reading {where} failed: {detail}"
         ) from None

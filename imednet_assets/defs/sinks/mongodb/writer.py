@@ -26,7 +26,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
-from imednet_assets.defs.sinks.common import DestinationError, with_retries
+from imednet_assets.defs.sinks.common import DestinationError, error_detail, with_retries
 from imednet_assets.defs.sinks.mongodb.documents import (
     EXPORTED_AT,
     HASH_FIELD,
@@ -35,7 +35,6 @@ from imednet_assets.defs.sinks.mongodb.documents import (
 )
 from imednet_assets.defs.sinks.mongodb.resources import MongoDestination
 from imednet_assets.handoff import prefetch
-from imednet_assets.settings import redact
 
 STUDY_FIELD = "study_key"
 DUPLICATE_KEY = 11000
@@ -194,7 +193,7 @@ def write_collection(db: Database, plan: CollectionWrite, dest: MongoDestination
             return with_retries(action, settings=dest, transient=TRANSIENT,
                                 what=f"{writer.where}, {what}", secrets=secrets)
         except PyMongoError as exc:
-            detail = redact(f"{type(exc).__name__}: {exc}", secrets)[:500]
+            detail = error_detail(exc, secrets, 500)
             raise DestinationError(f"{writer.where}, {what} failed: {detail}") from None
 
     started = time.perf_counter()

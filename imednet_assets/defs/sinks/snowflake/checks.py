@@ -15,11 +15,11 @@ from imednet_assets.defs.checks._support import (
     study_of,
 )
 from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.common import error_detail
 from imednet_assets.defs.sinks.lake_inputs import lake_in
 from imednet_assets.defs.sinks.snowflake import sql
 from imednet_assets.defs.sinks.snowflake.assets import POOL
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection
-from imednet_assets.settings import redact
 
 RECORD_ID = "RECORD_ID"
 
@@ -88,7 +88,7 @@ def snowflake_every_record_once(
                 if sum(by_table.values()) != lake_rows:
                     found = [int(r) for (_, r) in _fetch(conn, rows, params)]
     except Exception as err:  # noqa: BLE001 - connector errors of every kind: say where, no secrets
-        detail = redact(f"{type(err).__name__}: {err}", snowflake.secrets())[:300]
+        detail = error_detail(err, snowflake.secrets(), 300)
         raise dg.Failure(
             description=f"every_record_once for study {study}: reading {where} failed: {detail}"
         ) from None

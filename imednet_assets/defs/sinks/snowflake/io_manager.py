@@ -8,10 +8,9 @@ from typing import Any
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError
+from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError, error_detail
 from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
-from imednet_assets.settings import redact
 
 
 def check_connection(conn: Any, resource: SnowflakeConnection, settings: SnowflakeLoadSettings
@@ -33,7 +32,7 @@ def check_connection(conn: Any, resource: SnowflakeConnection, settings: Snowfla
     except DestinationConfigError:
         raise
     except Exception as err:
-        detail = redact(f"{type(err).__name__}: {err}", resource.secrets())[:300]
+        detail = error_detail(err, resource.secrets(), 300)
         raise DestinationConfigError(f"{where} cannot be used: {detail}") from None
     finally:
         cursor.close()
@@ -49,7 +48,7 @@ class SnowflakeSinkIOManager(dg.ConfigurableIOManager):
         try:
             return self.snowflake.get_connection()
         except Exception as err:  # noqa: BLE001 - reported as a config error below
-            detail = redact(f"{type(err).__name__}: {err}", self.snowflake.secrets())[:300]
+            detail = error_detail(err, self.snowflake.secrets(), 300)
             raise DestinationConfigError(
                 f"{self.snowflake.describe()} is unreachable or refused the login: {detail}"
             ) from None
@@ -110,10 +109,10 @@ class _Connection:
         try:
             self.conn = self._cm.__enter__()
         except Exception as err:  # noqa: BLE001 - the login happens here
-            detail = redact(f"{type(err).__name__}: {err}", self._manager.snowflake.secrets())
+            detail = error_detail(err, self._manager.snowflake.secrets(), 300)
             raise DestinationConfigError(
                 f"{self._manager.snowflake.describe()} is unreachable or refused the login: "
-                f"{detail[:300]}") from None
+                f"{detail}") from None
         return self.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:

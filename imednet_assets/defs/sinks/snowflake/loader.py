@@ -28,7 +28,7 @@ import pyarrow as pa
 import snowflake.connector.errors as sf_errors
 
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.common import DestinationError, with_retries
+from imednet_assets.defs.sinks.common import DestinationError, error_detail, with_retries
 from imednet_assets.defs.sinks.snowflake import sql
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeLoadSettings
 from imednet_assets.defs.sinks.snowflake.staging import (
@@ -275,7 +275,7 @@ def load_study(
     except DestinationError:
         raise
     except Exception as err:
-        detail = redact(f"{type(err).__name__}: {err}", list(secrets))[:1000]
+        detail = error_detail(err, secrets, 1000)
         raise DestinationError(
             f"{destination}: load of {write.asset_name} for study {study} failed at table "
             f"{step.table}, batch {step.batch}; nothing of this load was committed. {detail}"
