@@ -22,6 +22,12 @@ class ImednetResource(dg.ConfigurableResource):
     concurrency: int = Field(default=8, description="Pages fetched at once per listing.")
     page_size: int = Field(default=500, description="Items per page (the API allows 1..500).")
     max_attempts: int = Field(default=5, description="Attempts per request, retries included.")
+    incremental_lag_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="An incremental read starts this many seconds before the lake's watermark: "
+        "dateModified has second resolution and writes land late (rows already held are dropped).",
+    )
 
     def settings(self) -> ClientSettings:
         """Client settings; also works on an unbound resource (EnvVars read from the env now)."""

@@ -7,6 +7,7 @@ fails the write and the previous lake slice stays in place.
 
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -14,9 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imednet_assets.client.arrow import SCHEMAS
+from imednet_assets.client.filters import term
 from imednet_assets.client.settings import ClientSettings
-from imednet_assets.client.sync import iter_batches_sync
-from imednet_assets.defs.lake.slice import FORM_COLUMN, STUDY_COLUMN, LakeWrite
+from imednet_assets.client.sync import count_sync, iter_batches_sync
+from imednet_assets.defs.lake.slice import FORM_COLUMN, STUDY_COLUMN, Incremental, LakeWrite
+from imednet_assets.defs.modes import INCREMENTAL, run_mode
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.resources import ImednetResource
 
@@ -37,6 +40,17 @@ ENTITIES: dict[str, tuple[str, str]] = {
     "queries": ("annotation_id", "Data-cleaning queries with their comment history."),
 }
 SPLIT_BY = {"records": FORM_COLUMN}
+# entity -> (API attribute of its watermark, lake column): what an incremental refresh filters
+# on. The study metadata (study, sites, intervals, forms, variables) is a few pages and is read
+# whole every time: the lake keeps its bytes when nothing changed.
+WATERMARKS: dict[str, tuple[str, str]] = {
+    "records": ("dateModified", "date_modified"),
+    "subjects": ("dateModified", "date_modified"),
+    "visits": ("dateModified", "date_modified"),
+    "record_revisions": ("dateCreated", "date_created"),
+    "queries": ("dateModified", "date_modified"),
+}
+APPEND_ONLY = {"record_revisions"}
 
 
 def asset_key(entity: str) -> dg.AssetKey:
@@ -64,6 +78,24 @@ def _batches(settings: ClientSettings, entity: str, study_key: str) -> Iterator[
         yield from iter_batches_sync(settings, entity, study_key)
 
 
+def _incremental(
+    settings: ClientSettings, entity: str, study_key: str, lag_s: float
+) -> Incremental:
+    """Lazy: the lake calls these only when its slice has a watermark to start from."""
+    attribute = WATERMARKS[entity][0]
+
+    def changes_since(since: datetime) -> Iterator[pa.RecordBatch]:
+        own = str(term(attribute, ">=", since))
+        return iter_batches_sync(settings, entity, study_key, filter=own)
+
+    return Incremental(
+        changes_since=changes_since,
+        api_count=lambda: count_sync(settings, entity, study_key),
+        lag_s=lag_s,
+        append_only=entity in APPEND_ONLY,
+    )
+
+
 def _build(entity: str) -> dg.AssetsDefinition:
     sort_by, description = ENTITIES[entity]
 
@@ -80,6 +112,7 @@ def _build(entity: str) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, imednet: ImednetResource) -> Any:
         # Any: a LakeWrite, or {study: LakeWrite} for a run over several studies
         settings = imednet.settings()
+        incremental = run_mode(context) == INCREMENTAL and entity in WATERMARKS
         writes = {
             study: LakeWrite(
                 entity=entity,
@@ -88,6 +121,11 @@ def _build(entity: str) -> dg.AssetsDefinition:
                 batches=_batches(settings, entity, study),
                 sort_by=sort_by,
                 split_by=SPLIT_BY.get(entity),
+                watermark_by=WATERMARKS[entity][1] if entity in WATERMARKS else None,
+                incremental=(
+                    _incremental(settings, entity, study, imednet.incremental_lag_s)
+                    if incremental else None
+                ),
             )
             for study in context.partition_keys
         }

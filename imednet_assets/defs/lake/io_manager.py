@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import filecmp
 import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field
 
+from imednet_assets.defs.lake.files import FileRoller, fsync
+from imednet_assets.defs.lake.manifest import FULL, INCREMENTAL, SliceManifest
+from imednet_assets.defs.lake.merge import DELETED_COLUMN, SliceMerger, plan_merge
 from imednet_assets.defs.lake.slice import (
     LOCK_DIR,
     NULL_PARTITION,
@@ -29,14 +33,12 @@ from imednet_assets.defs.lake.slice import (
     encode,
     entity_dir,
     lake_schema,
-    part_file_name,
     study_dir,
     study_folder_name,
 )
 from imednet_assets.settings import lake_root
 
-COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 3
+WATERMARK_FORMAT = "%Y-%m-%d %H:%M:%S"
 PREVIEW_ROWS = 5
 PREVIEW_COLUMNS = 8
 PREVIEW_CELL_CHARS = 40
@@ -46,121 +48,20 @@ class LakeWriteError(RuntimeError):
     """A study slice could not be written; the previous slice is left as it was."""
 
 
-class _FileRoller:
-    """Writes one folder's `part-NNNNN.parquet` files: fixed row groups, rolled at a row count,
-    each file sorted by the id column (re-sorted after closing if rows came out of order)."""
-
-    def __init__(
-        self, folder: Path, schema: pa.Schema, sort_by: str, rows_per_file: int, row_group_rows: int
-    ) -> None:
-        self.folder = folder
-        self.schema = schema
-        self.sort_by = sort_by
-        self.rows_per_file = rows_per_file
-        self.row_group_rows = row_group_rows
-        self.files: list[Path] = []
-        self.num_rows = 0
-        self._writer: pq.ParquetWriter | None = None
-        self._file_rows = 0
-        self._buffer: list[pa.RecordBatch] = []
-        self._buffered = 0
-        self._last_id: Any = None
-        self._sorted = True
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        while batch.num_rows:
-            if self._writer is None:
-                self._open()
-            room = self.rows_per_file - self._file_rows - self._buffered
-            piece, batch = batch.slice(0, room), batch.slice(room)
-            self._track_order(piece)
-            self._buffer.append(piece)
-            self._buffered += piece.num_rows
-            self.num_rows += piece.num_rows
-            if self._buffered >= self.row_group_rows:
-                self._flush(final=False)
-            if self._file_rows + self._buffered >= self.rows_per_file:
-                self._close_file()
-
-    def close(self, *, write_empty: bool) -> None:
-        """Finish the last file; `write_empty` writes a schema-only file when nothing came in."""
-        if self._writer is None and write_empty and not self.files:
-            self._open()
-        if self._writer is not None:
-            self._close_file()
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-            self._writer = None
-
-    def _open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / part_file_name(len(self.files))
-        self.files.append(path)
-        self._writer = _parquet_writer(path, self.schema)
-        self._file_rows = 0
-        self._last_id = None
-        self._sorted = True
-
-    def _track_order(self, piece: pa.RecordBatch) -> None:
-        if not self._sorted or not piece.num_rows:
-            return
-        ids = piece.column(self.sort_by)
-        if ids.null_count:
-            self._sorted = False
-            return
-        if self._last_id is not None and ids[0].as_py() < self._last_id:
-            self._sorted = False
-            return
-        if piece.num_rows > 1 and not pc.all(pc.greater_equal(ids[1:], ids[:-1])).as_py():
-            self._sorted = False
-            return
-        self._last_id = ids[-1].as_py()
-
-    def _flush(self, *, final: bool) -> None:
-        """Write whole row groups of `row_group_rows` (all buffered rows when `final`)."""
-        if not self._buffered:
-            return
-        table = pa.Table.from_batches(self._buffer, schema=self.schema)
-        take = self._buffered if final else self._buffered - self._buffered % self.row_group_rows
-        # one contiguous chunk: identical bytes whatever page sizes the rows arrived in
-        assert self._writer is not None
-        self._writer.write_table(
-            table.slice(0, take).combine_chunks(), row_group_size=self.row_group_rows
-        )
-        rest = table.slice(take)
-        self._buffer = rest.to_batches()
-        self._buffered = rest.num_rows
-        self._file_rows += take
-
-    def _close_file(self) -> None:
-        self._flush(final=True)
-        assert self._writer is not None
-        self._writer.close()
-        self._writer = None
-        path = self.files[-1]
-        if not self._sorted:
-            # bounded by rows_per_file: only this one file is read back
-            table = pq.read_table(path, schema=self.schema).sort_by(self.sort_by)
-            with _parquet_writer(path, self.schema) as writer:
-                writer.write_table(table.combine_chunks(), row_group_size=self.row_group_rows)
-        _fsync(path)
+def _mark_text(value: datetime | None) -> str | None:
+    """A watermark as the manifest keeps it (the API's second resolution, UTC)."""
+    return None if value is None else value.strftime(WATERMARK_FORMAT)
 
 
-def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
-    return pq.ParquetWriter(
-        path, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL
+def _same_parquet(staged: Path, target: Path) -> bool:
+    """True when `staged` holds exactly the Parquet files of `target`, byte for byte."""
+    if not target.is_dir():
+        return False
+    mine = sorted(p.relative_to(staged) for p in staged.rglob("*.parquet"))
+    theirs = sorted(p.relative_to(target) for p in target.rglob("*.parquet"))
+    return mine == theirs and all(
+        filecmp.cmp(staged / rel, target / rel, shallow=False) for rel in mine
     )
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -255,7 +156,7 @@ def _swap(root: Path, entity: str, study_key: str, staged: Path) -> None:
             trash.parent.mkdir(parents=True, exist_ok=True)
             os.rename(target, trash)
         os.rename(staged, target)
-        _fsync(target.parent)
+        fsync(target.parent)
         shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -314,8 +215,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
             with _study_lock(root, write.entity, write.study_key, role="writer"):
                 shutil.rmtree(study_staging, ignore_errors=True)
                 try:
-                    stats = self._stream(write, staged)
-                    _swap(root, write.entity, write.study_key, staged)
+                    with _study_lock(root, write.entity, write.study_key):
+                        recover(root, write.entity, write.study_key)
+                    before = SliceManifest.read(target) if target.is_dir() else None
+                    stats = self._refresh(write, target, staged, before, context.log)
+                    stats["watermark_before"] = before.watermark if before else None
                 finally:
                     shutil.rmtree(study_staging, ignore_errors=True)
         except Exception as exc:
@@ -331,18 +235,104 @@ class LakeIOManager(dg.ConfigurableIOManager):
         files = sorted(target.rglob("*.parquet"))
         return {**stats, "path": target, "files": len(files)}
 
+    def _refresh(
+        self, write: LakeWrite, target: Path, staged: Path, before: SliceManifest | None, log: Any
+    ) -> dict[str, Any]:
+        """Incremental when asked and the slice has a watermark, else (or when the counts then
+        disagree with the API) a full write."""
+        inc = write.incremental
+        if inc is None:
+            return self._full(write, target, staged, before, reason="full refresh requested")
+        if before is None or before.watermark is None or write.watermark_by is None:
+            return self._full(write, target, staged, before,
+                              reason="the slice has no watermark yet")
+        stats = self._merge(write, target, staged, before)
+        api_rows = inc.api_count()
+        if api_rows == stats["rows"]:
+            return stats
+        reason = (f"after the incremental merge the lake holds {stats['rows']} {write.entity} "
+                  f"rows, the API lists {api_rows} (purged upstream): full refresh")
+        log.info(f"study {write.study_key}: {reason}")
+        shutil.rmtree(staged, ignore_errors=True)
+        after_merge = SliceManifest.read(target)
+        return self._full(write, target, staged, after_merge, reason=reason)
+
+    def _full(
+        self, write: LakeWrite, target: Path, staged: Path, before: SliceManifest | None,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Stream every row into `staged` and swap it in, unless it holds exactly the bytes of
+        the live slice (a replay of unchanged data): then the live slice and its manifest stay."""
+        stats = self._stream(write, staged)
+        stats.update(mode=FULL, reason=reason)
+        if before is not None and _same_parquet(staged, target):
+            return {**stats, "changed": False, "sequence": before.sequence,
+                    "watermark": before.watermark, "inserted": 0, "updated": 0, "deleted": 0}
+        manifest = (
+            before.after_full(stats["rows"], stats["watermark"]) if before is not None
+            else SliceManifest.first(write.entity, write.study_key, write.sort_by, stats["rows"],
+                                     stats["watermark"])
+        )
+        manifest.write(staged)
+        _swap(self.root_path(), write.entity, write.study_key, staged)
+        return {**stats, "changed": True, "sequence": manifest.sequence,
+                "inserted": None, "updated": None, "deleted": None}
+
+    def _merge(
+        self, write: LakeWrite, target: Path, staged: Path, before: SliceManifest
+    ) -> dict[str, Any]:
+        """Read the rows changed since the watermark (minus the lag) and merge them by key."""
+        assert write.incremental is not None and write.watermark_by is not None
+        schema = lake_schema(write.schema)
+        key, mark = write.sort_by, write.watermark_by
+        since = datetime.strptime(before.watermark, WATERMARK_FORMAT) - timedelta(
+            seconds=write.incremental.lag_s
+        )
+        parts = []
+        for raw in write.incremental.changes_since(since):
+            batch = _conform(raw, schema)
+            _check_study(batch, write.study_key)
+            parts.append(batch)
+        incoming = pa.Table.from_batches(parts, schema=schema)
+        held_columns = [c for c in (key, mark, DELETED_COLUMN, write.split_by)
+                        if c is not None and c in schema.names]
+        current = LakeSlice.read(self.root_path(), write.entity, write.study_key, schema)
+        held = current.columns(held_columns)
+        plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by)
+        stats: dict[str, Any] = {
+            "mode": INCREMENTAL, "reason": f"read {incoming.num_rows} rows with {mark} >= "
+            f"{since.strftime(WATERMARK_FORMAT)}", "read": incoming.num_rows,
+            "inserted": plan.inserted, "updated": plan.updated, "deleted": plan.deleted,
+            "rows": plan.held_rows + plan.inserted, "schema": schema,
+            "preview": _preview(plan.changed.slice(0, PREVIEW_ROWS).select(schema.names)
+                                .to_pylist(), schema),
+            "by_split": None,
+        }
+        if not plan.changed.num_rows:
+            return {**stats, "changed": False, "sequence": before.sequence,
+                    "watermark": before.watermark}
+        SliceMerger(target, staged, schema, key, write.split_by, self.rows_per_file,
+                    self.row_group_rows).write(plan, append_only=write.incremental.append_only)
+        newest = _mark_text(pc.max(plan.changed.column(mark)).as_py())
+        watermark = max(w for w in (before.watermark, newest) if w is not None)
+        manifest = before.after_merge(stats["rows"], watermark, plan.keys)
+        manifest.write(staged)
+        _swap(self.root_path(), write.entity, write.study_key, staged)
+        return {**stats, "changed": True, "sequence": manifest.sequence, "watermark": watermark}
+
     def _stream(self, write: LakeWrite, staged: Path) -> dict[str, Any]:
         """Consume the batches into `staged`; returns row counts and a preview."""
-        rollers: dict[str | None, _FileRoller] = {}
+        rollers: dict[str | None, FileRoller] = {}
         preview: list[dict[str, Any]] = []
         schema = lake_schema(write.schema)
+        marks: list[Any] = []
 
-        def roller(value: str | None) -> _FileRoller:
+        def roller(value: str | None) -> FileRoller:
             if value not in rollers:
                 folder = staged
                 if write.split_by:
                     folder = staged / f"{write.split_by}={encode(value)}"
-                rollers[value] = _FileRoller(
+                rollers[value] = FileRoller(
                     folder, schema, write.sort_by, self.rows_per_file, self.row_group_rows
                 )
             return rollers[value]
@@ -353,6 +343,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 _check_study(batch, write.study_key)
                 if len(preview) < PREVIEW_ROWS:
                     preview += batch.slice(0, PREVIEW_ROWS - len(preview)).to_pylist()
+                if write.watermark_by is not None and batch.num_rows:
+                    marks.append(pc.max(batch.column(write.watermark_by)).as_py())
                 if write.split_by:
                     for value, part in _split(batch, write.split_by):
                         roller(value).write(part)
@@ -372,6 +364,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
             "by_split": {v: r.num_rows for v, r in rollers.items()} if write.split_by else None,
             "preview": _preview(preview, schema),
             "schema": schema,
+            "watermark": _mark_text(max((m for m in marks if m is not None), default=None)),
         }
 
     @staticmethod
@@ -394,6 +387,18 @@ class LakeIOManager(dg.ConfigurableIOManager):
                     for k, v in sorted(first["by_split"].items(), key=_key)
                 }
                 meta["rows_by_form"] = dg.MetadataValue.json(counts)
+            meta["mode"] = dg.MetadataValue.text(first["mode"])
+            meta["mode_reason"] = dg.MetadataValue.text(first["reason"])
+            meta["changed"] = dg.MetadataValue.bool(first["changed"])
+            meta["sequence"] = dg.MetadataValue.int(first["sequence"])
+            for name in ("inserted", "updated", "deleted"):
+                if first.get(name) is not None:
+                    meta[f"rows_{name}"] = dg.MetadataValue.int(first[name])
+            for name in ("watermark_before", "watermark"):
+                if first.get(name) is not None:
+                    meta[name if name != "watermark" else "watermark_after"] = (
+                        dg.MetadataValue.text(first[name])
+                    )
         else:
             counts = {study: r["rows"] for study, r in results.items()}
             meta["rows_by_study"] = dg.MetadataValue.json(counts)

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -12,6 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
+from imednet_assets.defs.lake.manifest import SliceManifest
 
 STUDY_COLUMN = "study_key"
 FORM_COLUMN = "form_key"
@@ -79,6 +82,27 @@ class LakeWrite:
     """The entity's id column: rows are sorted by it within each file (deterministic files)."""
     split_by: str | None = None
     """A column to split into `<split_by>=<value>` sub-folders (records: `form_key`)."""
+    watermark_by: str | None = None
+    """The column whose highest value is the slice's watermark (`date_modified`)."""
+    incremental: Incremental | None = None
+    """Set when the run asks for an incremental refresh (the lake falls back to `batches`,
+    the full read, when the slice has no watermark yet or its counts disagree with the API)."""
+
+
+@dataclass
+class Incremental:
+    """How to bring a slice up to date from its watermark instead of reading everything again."""
+
+    changes_since: Callable[[datetime], Iterable[pa.RecordBatch]]
+    """Rows with `watermark_by >= since` (the lake drops those it already holds)."""
+    api_count: Callable[[], int]
+    """The API's row count of the entity, compared with the slice's after the merge: a
+    disagreement (rows purged upstream) turns the run into a full refresh."""
+    lag_s: float = 5.0
+    """The mark minus this is where the read starts: `dateModified` has second resolution and
+    writes land late."""
+    append_only: bool = False
+    """New rows only (record revisions): kept files stay as they are, new rows go to a new file."""
 
 
 @dataclass
@@ -90,6 +114,8 @@ class LakeSlice:
     path: Path
     files: list[Path]
     schema: pa.Schema
+    manifest: SliceManifest | None = None
+    """Watermark and change log (None for a slice written before manifests existed)."""
 
     @classmethod
     def read(cls, root: Path, entity: str, study_key: str, schema: pa.Schema | None) -> LakeSlice:
@@ -106,7 +132,8 @@ class LakeSlice:
         if schema is None:
             raise FileNotFoundError(f"lake slice of {entity} for study {study_key!r} at {path} "
                                     "holds no files and no schema is known")
-        return cls(entity=entity, study_key=study_key, path=path, files=files, schema=schema)
+        return cls(entity=entity, study_key=study_key, path=path, files=files, schema=schema,
+                   manifest=SliceManifest.read(path))
 
     def glob(self) -> str:
         """Glob of every file of the slice for DuckDB `read_parquet`.

@@ -84,7 +84,8 @@ def test_study_lands_in_the_lake_as_the_api_serves_it(sim, instance, tmp_path):
 
     records_dir = tmp_path / "records" / folder
     by_form = {
-        p.name.removeprefix("form_key="): pq.read_table(p).num_rows for p in records_dir.iterdir()
+        p.name.removeprefix("form_key="): pq.read_table(p).num_rows
+        for p in records_dir.iterdir() if p.is_dir()
     }
     expected_by_form = {k: n for k, n in stats["records_by_form"].items() if n}
     assert by_form == expected_by_form

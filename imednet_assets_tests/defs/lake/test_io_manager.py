@@ -120,7 +120,9 @@ def test_rolling_files_and_row_groups_are_fixed(tmp_path, instance):
     run(lake_asset("sites", source, None), tmp_path, instance, "S1",
         rows_per_file=5, row_group_rows=2)
     folder = tmp_path / "sites" / "study_key=S1"
-    assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "_manifest.json", "part-00000.parquet", "part-00001.parquet"
+    ]
     first = pq.ParquetFile(folder / "part-00000.parquet").metadata
     assert [first.row_group(i).num_rows for i in range(first.num_row_groups)] == [2, 2, 1]
     assert first.row_group(0).column(0).compression == "ZSTD"
@@ -149,7 +151,7 @@ def test_replay_replaces_the_slice_and_leaves_other_studies_untouched(tmp_path, 
     tables["S1"] = rows("S1", [(1, "A"), (3, "C")])  # form B is gone upstream
     run(asset, tmp_path, instance, "S1")
     s1 = tmp_path / "records" / "study_key=S1"
-    assert sorted(p.name for p in s1.iterdir()) == ["form_key=A", "form_key=C"]
+    assert sorted(p.name for p in s1.iterdir()) == ["_manifest.json", "form_key=A", "form_key=C"]
     assert pa.concat_tables(pq.read_table(f) for f in sorted(s1.rglob("*.parquet"))).equals(
         tables["S1"]
     )
@@ -199,7 +201,7 @@ def test_empty_study_keeps_a_schema_file_or_an_empty_split_folder(tmp_path, inst
     run(lake_asset("records", source, "form_key"), tmp_path, instance, "S1")
     site_file = tmp_path / "sites" / "study_key=S1" / "part-00000.parquet"
     assert pq.read_table(site_file).equals(SCHEMA.empty_table())
-    assert os.listdir(tmp_path / "records" / "study_key=S1") == []
+    assert os.listdir(tmp_path / "records" / "study_key=S1") == ["_manifest.json"]
 
 
 def test_recover_finishes_a_half_done_swap(tmp_path):
