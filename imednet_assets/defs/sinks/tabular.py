@@ -11,9 +11,9 @@ Nested columns (keywords, extra) become JSON text, which every destination can h
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -79,6 +79,13 @@ class StudyTables:
         forms_map, variables_map = naming.mapping_tables(self.plan)
         self._con.register(_FORMS_MAP, forms_map)
         self._con.register(_VARIABLES_MAP, variables_map)
+        self._only_key: str | None = None
+
+    def only_keys(self, key: str, keys: Collection[Any]) -> None:
+        """Narrow every later select of rows (not the dictionary) to those whose `key` column is
+        one of `keys`: what an incremental apply inserts after deleting the changed keys."""
+        self._con.register(sql.CHANGED_KEYS, pa.table({"key": sorted(keys)}))
+        self._only_key = key
 
     def __enter__(self) -> StudyTables:
         return self
@@ -110,6 +117,12 @@ class StudyTables:
     def select_sql(self, spec: TableSpec, text_columns: Iterable[str] = ()) -> str:
         """The SELECT giving `spec`'s rows; `text_columns` of a form table come as raw text (the
         destination widened them to text after a type clash between studies)."""
+        select = self._select_sql(spec, text_columns)
+        if self._only_key is not None and spec.kind != "dictionary":
+            select = sql.only_keys_sql(select, self._only_key)
+        return select
+
+    def _select_sql(self, spec: TableSpec, text_columns: Iterable[str]) -> str:
         if spec.kind == "entity":
             return _flat_select(self._sources[spec.name], self._slices[spec.name].schema)
         if spec.name == "forms":

@@ -11,6 +11,7 @@ Deleted records (`deleted = true`) are kept, flagged, in records_long and the fo
 import dagster as dg
 import pyarrow as pa
 
+from imednet_assets.defs.ingest.assets import ENTITIES
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.duckdb import naming, sql
 from imednet_assets.defs.sinks.duckdb.io_manager import ColumnTypes, StudyWrite, TableLoad
@@ -31,6 +32,9 @@ PLAIN_ENTITIES = (
     "record_revisions",
     "queries",
 )
+
+#: Entities whose changed rows are replaced by key (the rest are small and rewritten whole).
+KEYED_ENTITIES = ("subjects", "visits", "record_revisions", "queries")
 
 # Registered Arrow relations (names only live on the write's connection).
 _MAP = "_imednet_name_map"
@@ -62,6 +66,11 @@ def _source(lake: LakeSlice, relations: dict[str, pa.Table]) -> str:
     return sql.quote_ident(name)
 
 
+def _keyed(entity: str) -> tuple[str, str]:
+    """(entity, its id column): what an incremental write deletes and re-inserts by."""
+    return entity, ENTITIES[entity][0]
+
+
 def _dictionary(variables: LakeSlice) -> pa.Table:
     return variables.columns(list(naming.DICTIONARY_COLUMNS))
 
@@ -80,7 +89,9 @@ def _entity_asset(entity: str) -> dg.AssetsDefinition:
         relations: dict[str, pa.Table] = {}
         select = sql.entity_select_sql(_source(lake, relations))
         study = study_of(context, (lake,))
-        return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),), relations)
+        keyed = _keyed(entity) if entity in KEYED_ENTITIES else None
+        return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),), relations,
+                          slices={entity: lake}, keyed=keyed)
 
     return _asset
 
@@ -100,7 +111,8 @@ def forms_asset(
     name_map, _ = mapping_tables(_plan(forms, variables))
     relations: dict[str, pa.Table] = {_MAP: name_map}
     select = sql.with_mapping_sql(_source(forms, relations), _MAP, ["form_key"], ["table_name"])
-    return StudyWrite("forms", study, (TableLoad("forms", lambda _types: select),), relations)
+    return StudyWrite("forms", study, (TableLoad("forms", lambda _types: select),), relations,
+                      slices={"forms": forms, "variables": variables})
 
 
 @_sink(
@@ -122,7 +134,8 @@ def variables_asset(context: dg.AssetExecutionContext, variables: LakeSlice) -> 
         ["column_name", "raw_column_name", "column_type"],
     )
     return StudyWrite(
-        "variables", study, (TableLoad("variables", lambda _types: select),), relations
+        "variables", study, (TableLoad("variables", lambda _types: select),), relations,
+        slices={"variables": variables},
     )
 
 
@@ -141,7 +154,8 @@ def records_long_asset(
     relations: dict[str, pa.Table] = {_DICTIONARY: dictionary}
     select = sql.long_select_sql(_source(records, relations), _DICTIONARY)
     return StudyWrite(
-        "records_long", study, (TableLoad("records_long", lambda _types: select),), relations
+        "records_long", study, (TableLoad("records_long", lambda _types: select),), relations,
+        slices={"records": records, "variables": variables}, keyed=_keyed("records"),
     )
 
 
@@ -171,7 +185,9 @@ def form_tables_asset(
     relations: dict[str, pa.Table] = {}
     source = _source(records, relations)
     loads = tuple(_wide_load(p, source) for p in _plan(forms, variables, records))
-    return StudyWrite("form_tables", study, loads, relations, stale_prefix=sql.FORM_TABLE_PREFIX)
+    return StudyWrite("form_tables", study, loads, relations, stale_prefix=sql.FORM_TABLE_PREFIX,
+                      slices={"forms": forms, "variables": variables, "records": records},
+                      keyed=_keyed("records"))
 
 
 duckdb_assets: list[dg.AssetsDefinition] = [

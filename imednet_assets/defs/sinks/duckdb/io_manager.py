@@ -18,6 +18,8 @@ import duckdb
 import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.changes import APPLY, SKIP, ChangePlan, plan_changes
 from imednet_assets.defs.sinks.duckdb import sql
 
 # Table column types as DuckDB spells them, keyed by lower-cased column name.
@@ -51,6 +53,21 @@ class StudyWrite:
     loads: tuple[TableLoad, ...]
     relations: Mapping[str, pa.Table] = field(default_factory=dict)
     stale_prefix: str | None = None
+    slices: Mapping[str, LakeSlice] = field(default_factory=dict)
+    """The lake slices the rows come from: their change logs decide skip, apply or rewrite."""
+    keyed: tuple[str, str] | None = None
+    """(lake entity, key column) whose changed keys the asset can replace in place."""
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a study write did: the study's rows per table afterwards, the plan it followed, and
+    the rows it removed and added (a rewrite removes and adds the whole slice)."""
+
+    counts: dict[str, int]
+    plan: ChangePlan
+    removed: int = 0
+    added: int = 0
 
 
 class DuckDBSinkError(Exception):
@@ -103,14 +120,38 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("ROLLBACK")
 
 
+def _count(conn: duckdb.DuckDBPyConnection, statement: str, params: list) -> int:
+    """Run a DELETE or INSERT and return how many rows it touched."""
+    row = conn.execute(statement, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _sync_state(conn: duckdb.DuckDBPyConnection, write: StudyWrite) -> dict[str, str]:
+    conn.execute(sql.create_sync_state_sql())
+    rows = conn.execute(sql.read_sync_state_sql(), [write.asset_name, write.study_key])
+    return dict(rows.fetchall())
+
+
 def write_study(
     conn: duckdb.DuckDBPyConnection, write: StudyWrite, database: str
-) -> dict[str, int]:
-    """Replay `write` in one transaction; returns the study's row count per table."""
+) -> WriteOutcome:
+    """Bring the study's tables to the lake's state in one transaction: nothing when the stored
+    sync state says they are there, the changed keys when the change logs reach back, else the
+    whole slice; the new sync state commits with the rows."""
     table = "(setup)"
     try:
         for name, relation in write.relations.items():
             conn.register(name, relation)
+        plan = plan_changes(write.slices, _sync_state(conn, write),
+                            write.keyed[0] if write.keyed else None)
+        if plan.action == SKIP:
+            counts = {load.table: conn.execute(sql.count_slice_sql(load.table),
+                                               [write.study_key]).fetchone()[0]
+                      for load in write.loads if table_columns(conn, load.table)}
+            return WriteOutcome(counts, plan)
+        key = write.keyed[1] if write.keyed and plan.action == APPLY else None
+        if key is not None:
+            conn.register(sql.CHANGED_KEYS, pa.table({"key": sorted(plan.keys)}))
         conn.execute("BEGIN TRANSACTION")
         try:
             for load in write.loads:
@@ -119,25 +160,41 @@ def write_study(
                 sync_schema(conn, table, [(row[0], row[1]) for row in wanted])
                 for column, comment in load.comments.items():
                     conn.execute(sql.comment_column_sql(table, column, comment))
+            removed = added = 0
             if write.stale_prefix is not None:
                 mine = {load.table.lower() for load in write.loads}
                 for (other,) in conn.execute(sql.list_tables_sql(write.stale_prefix)).fetchall():
                     if other.lower() not in mine:
                         table = other
-                        conn.execute(sql.delete_slice_sql(other), [write.study_key])
+                        if key is None:
+                            removed += _count(conn, sql.delete_slice_sql(other),
+                                              [write.study_key])
+                        elif key in table_columns(conn, other):
+                            removed += _count(conn, sql.delete_keys_sql(other, key),
+                                              [write.study_key])
             counts: dict[str, int] = {}
             for load in write.loads:
                 table = load.table
                 types = {k: v[1] for k, v in table_columns(conn, table).items()}
-                conn.execute(sql.delete_slice_sql(table), [write.study_key])
+                select = load.build_select(types)
+                if key is None:
+                    removed += _count(conn, sql.delete_slice_sql(table), [write.study_key])
+                else:
+                    removed += _count(conn, sql.delete_keys_sql(table, key), [write.study_key])
+                    select = sql.only_keys_sql(select, key)
                 _before_insert(conn, table)
-                conn.execute(sql.insert_by_name_sql(table, load.build_select(types)))
+                added += _count(conn, sql.insert_by_name_sql(table, select), [])
                 counts[table] = conn.execute(
                     sql.count_slice_sql(table), [write.study_key]
                 ).fetchone()[0]
+            table = "(sync state)"
+            conn.execute(sql.delete_sync_state_sql(), [write.asset_name, write.study_key])
+            for entity, token in plan.tokens.items():
+                conn.execute(sql.insert_sync_state_sql(),
+                             [write.asset_name, write.study_key, entity, token])
             table = "(commit)"
             conn.execute("COMMIT")
-            return counts
+            return WriteOutcome(counts, plan, removed, added)
         except BaseException:
             _rollback(conn)
             raise
@@ -186,7 +243,8 @@ class DuckDBSinkIOManager(dg.ConfigurableIOManager):
             Path(self.duckdb.database).parent.mkdir(parents=True, exist_ok=True)
         with self.duckdb.get_connection() as conn:
             try:
-                counts = write_study(conn, obj, self.duckdb.database)
+                outcome = write_study(conn, obj, self.duckdb.database)
+                counts = outcome.counts
                 biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
                 preview = markdown_preview(conn, biggest, study) if biggest else ""
             except DuckDBSinkError as err:
@@ -201,7 +259,13 @@ class DuckDBSinkIOManager(dg.ConfigurableIOManager):
             "duckdb_database": self.duckdb.database,
             "tables": dg.MetadataValue.json(sorted(counts)),
             "preview": dg.MetadataValue.md(preview),
+            "mode": outcome.plan.action,
+            "mode_reason": outcome.plan.reason,
+            "rows_deleted": outcome.removed,
+            "rows_inserted": outcome.added,
         }
+        if outcome.plan.action == APPLY:
+            metadata["keys_changed"] = len(outcome.plan.keys)
         if obj.stale_prefix is not None:
             metadata["form_row_counts"] = dg.MetadataValue.json(dict(sorted(counts.items())))
         context.add_output_metadata(metadata)

@@ -186,3 +186,55 @@ def long_select_sql(source: str, dictionary: str) -> str:
         f"LEFT JOIN {q(dictionary)} AS d ON d.{q('form_key')} = r.{q('form_key')} "
         f"AND d.{q('variable_name')} = {entry}.{q('key')}"
     )
+
+
+# -- incremental changes and sync state -------------------------------------------------------
+
+#: The sync state lives in a schema of its own, out of the way of the data tables.
+SYNC_SCHEMA = "imednet_sync"
+SYNC_STATE_TABLE = "sync_state"
+CHANGED_KEYS = "_imednet_changed_keys"
+
+
+def sync_state_ref() -> str:
+    return f"{quote_ident(SYNC_SCHEMA)}.{quote_ident(SYNC_STATE_TABLE)}"
+
+
+def delete_keys_sql(table: str, key: str) -> str:
+    """Delete the study's rows whose `key` is in the registered changed-keys relation."""
+    return (
+        f"DELETE FROM {table_ref(table)} WHERE {quote_ident('study_key')} = ? AND "
+        f"{quote_ident(key)} IN (SELECT {quote_ident('key')} FROM {quote_ident(CHANGED_KEYS)})"
+    )
+
+
+def only_keys_sql(select_sql: str, key: str) -> str:
+    """`select_sql` narrowed to the rows of the changed keys."""
+    return (
+        f"SELECT * FROM ({select_sql}) WHERE {quote_ident(key)} IN "
+        f"(SELECT {quote_ident('key')} FROM {quote_ident(CHANGED_KEYS)})"
+    )
+
+
+def create_sync_state_sql() -> str:
+    return (
+        f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SYNC_SCHEMA)}; "
+        f"CREATE TABLE IF NOT EXISTS {sync_state_ref()} ("
+        "asset VARCHAR NOT NULL, study_key VARCHAR NOT NULL, entity VARCHAR NOT NULL, "
+        "lake_token VARCHAR NOT NULL)"
+    )
+
+
+def read_sync_state_sql() -> str:
+    return (
+        f"SELECT entity, lake_token FROM {sync_state_ref()} "
+        "WHERE asset = ? AND study_key = ? ORDER BY entity"
+    )
+
+
+def delete_sync_state_sql() -> str:
+    return f"DELETE FROM {sync_state_ref()} WHERE asset = ? AND study_key = ?"
+
+
+def insert_sync_state_sql() -> str:
+    return f"INSERT INTO {sync_state_ref()} VALUES (?, ?, ?, ?)"

@@ -234,7 +234,7 @@ def test_write_study_rolls_back_and_names_study_database_and_table(tmp_path) -> 
     try:
         good = io_manager.StudyWrite("sites", "CARDIO-01", (io_manager.TableLoad(
             "sites", lambda _t: "SELECT 'CARDIO-01' AS study_key, 1 AS site_id"),))
-        assert io_manager.write_study(conn, good, db) == {"sites": 1}
+        assert io_manager.write_study(conn, good, db).counts == {"sites": 1}
         bad = io_manager.StudyWrite("sites", "CARDIO-01", (io_manager.TableLoad(
             "sites", lambda _t: "SELECT 'CARDIO-01' AS study_key, error('boom') AS site_id"),))
         with pytest.raises(io_manager.DuckDBSinkError) as err:

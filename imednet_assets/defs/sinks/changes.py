@@ -1,0 +1,65 @@
+"""What a destination must do for a study, from the lake's change logs and what it has applied.
+
+Every destination asset stores, inside the destination and in the same transaction as its rows,
+the lake token (`<lake lineage>:<sequence>`) of each lake slice it was built from. Comparing those
+with the slices' manifests gives one of three plans: nothing to do, apply the changed keys of one
+entity (delete them, insert their new rows), or rewrite the study's slice (the log no longer
+reaches back, a full refresh happened, the dictionary changed, or the destination is new).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from imednet_assets.defs.lake.slice import LakeSlice
+
+SKIP = "skip"
+APPLY = "apply"
+REWRITE = "rewrite"
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """`action` is skip, apply (the `keys` of `entity` changed) or rewrite; `tokens` is what the
+    destination stores once the write commits; `reason` says why, for the metadata."""
+
+    action: str
+    tokens: dict[str, str]
+    reason: str
+    entity: str | None = None
+    keys: frozenset[Any] = field(default_factory=frozenset)
+
+
+def lake_tokens(slices: Mapping[str, LakeSlice]) -> dict[str, str]:
+    """entity -> the lake token of its slice (`-` for a slice without a manifest, which is
+    always rewritten: nothing tells what changed in it)."""
+    return {e: (s.manifest.token if s.manifest else "-") for e, s in sorted(slices.items())}
+
+
+def plan_changes(
+    slices: Mapping[str, LakeSlice], applied: Mapping[str, str], keyed: str | None
+) -> ChangePlan:
+    """The plan for one destination asset built from `slices`, which has applied `applied`.
+
+    `keyed` is the one entity whose rows the asset can replace by key (records for the form
+    tables, subjects for subjects, ...); a change of any other input means a rewrite.
+    """
+    tokens = lake_tokens(slices)
+    unknown = sorted(e for e, s in slices.items() if s.manifest is None)
+    if unknown:
+        return ChangePlan(REWRITE, tokens, f"no change log in the lake for {', '.join(unknown)}")
+    if not applied:
+        return ChangePlan(REWRITE, tokens, "the destination holds no sync state for this study")
+    if dict(applied) == tokens:
+        return ChangePlan(SKIP, tokens, "already holds the lake's state")
+    moved = sorted(e for e in tokens if applied.get(e) != tokens[e])
+    if moved != [keyed]:
+        return ChangePlan(REWRITE, tokens, f"changed since the last write: {', '.join(moved)}")
+    manifest = slices[keyed].manifest
+    keys = manifest.keys_since(applied.get(keyed)) if manifest else None
+    if keys is None:
+        return ChangePlan(REWRITE, tokens,
+                          f"the {keyed} change log does not reach back to the applied state")
+    return ChangePlan(APPLY, tokens, f"{len(keys)} changed {keyed}", keyed, frozenset(keys))
