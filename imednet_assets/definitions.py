@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from imednet_assets.defs.automation.sensors import ALL_JOB_NAME, study_discovery_sensor
+from imednet_assets.defs.automation.schedules import study_reconcile_schedule
+from imednet_assets.defs.automation.sensors import (
+    ALL_JOB_NAME,
+    study_change_sensor,
+    study_discovery_sensor,
+)
 from imednet_assets.defs.checks import definitions as checks_definitions
 from imednet_assets.defs.ingest import definitions as ingest_definitions
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
@@ -55,7 +60,8 @@ def _top_level_defs() -> dg.Definitions:
     """Jobs, sensors and the resources shared by every part (secrets from the environment)."""
     return dg.Definitions(
         jobs=[imednet_all_job],
-        sensors=[study_discovery_sensor],
+        sensors=[study_discovery_sensor, study_change_sensor],
+        schedules=[study_reconcile_schedule],
         resources={
             "imednet": ImednetResource(
                 base_url=dg.EnvVar(BASE_URL_ENV),

@@ -330,13 +330,32 @@ class ImednetClient:
 
     async def count(self, endpoint: str, study_key: str | None = None) -> int:
         """How many items the endpoint lists for the study: one GET of page 0 with `size=1`."""
+        total, _ = await self.probe(endpoint, study_key)
+        return total
+
+    async def probe(
+        self,
+        endpoint: str,
+        study_key: str | None = None,
+        *,
+        filter: str | Term | None = None,
+        sort: str | None = None,
+    ) -> tuple[int, dict[str, Any] | None]:
+        """One GET of page 0 with `size=1`: how many items match `filter`, and the first of
+        them in `sort` order (None when nothing matches). The cheapest question the API answers."""
         path = self._path(endpoint, study_key)
-        body = await self._get_page(path, [("size", "1")], 0, endpoint, study_key)
+        params = [("size", "1")]
+        if filter is not None:
+            params.append(("filter", str(filter)))
+        if sort is not None:
+            params.append(("sort", sort))
+        body = await self._get_page(path, params, 0, endpoint, study_key)
         pagination: dict[str, Any] = body["pagination"]
+        first = body["data"][0] if body["data"] else None
         if "totalElements" in pagination:
-            return int(pagination["totalElements"])
+            return int(pagination["totalElements"]), first
         # with one item per page the page count is the item count (an empty listing: no data)
-        return int(pagination["totalPages"]) if body["data"] else 0
+        return (int(pagination["totalPages"]) if first is not None else 0), first
 
     async def list_studies(self) -> list[dict[str, Any]]:
         """Every study the keys may see."""

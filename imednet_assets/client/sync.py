@@ -107,3 +107,16 @@ def count_sync(settings: ClientSettings, entity: str, study_key: str | None) -> 
             return await client.count(ENDPOINTS[entity], study_key)
 
     return _run(fetch)
+
+
+def probe_sync(
+    settings: ClientSettings, entity: str, study_key: str | None, *,
+    filter: str | None = None, sort: str | None = None,
+) -> tuple[int, dict[str, Any] | None]:
+    """`ImednetClient.probe` for sync code: (matching items, the first in `sort` order)."""
+
+    async def fetch() -> tuple[int, dict[str, Any] | None]:
+        async with ImednetClient(settings) as client:
+            return await client.probe(ENDPOINTS[entity], study_key, filter=filter, sort=sort)
+
+    return _run(fetch)

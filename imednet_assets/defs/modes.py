@@ -6,6 +6,8 @@ from __future__ import annotations
 import dagster as dg
 
 MODE_TAG = "imednet/mode"
+#: Which sensor or schedule asked for the run (shown in the UI's run list).
+TRIGGER_TAG = "imednet/trigger"
 FULL = "full"
 INCREMENTAL = "incremental"
 MODES = (FULL, INCREMENTAL)

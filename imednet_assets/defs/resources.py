@@ -28,6 +28,12 @@ class ImednetResource(dg.ConfigurableResource):
         description="An incremental read starts this many seconds before the lake's watermark: "
         "dateModified has second resolution and writes land late (rows already held are dropped).",
     )
+    probe_budget: int = Field(
+        default=100,
+        ge=5,
+        description="API requests the study change sensor may send per tick (5 per study); "
+        "studies past the budget are probed on the next ticks, in turn.",
+    )
 
     def settings(self) -> ClientSettings:
         """Client settings; also works on an unbound resource (EnvVars read from the env now)."""

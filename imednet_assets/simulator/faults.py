@@ -34,6 +34,8 @@ class FaultState:
         self.error_rate = error_rate
         self.malformed_rate = malformed_rate
         self.fail_next: deque[Fault] = deque()
+        self.requests = 0
+        """API requests received so far (control routes not counted): what a sync cost."""
         self.rate_limit: float | None = None
         self.set_rate_limit(rate_limit)
 
@@ -61,11 +63,12 @@ class FaultState:
     def snapshot(self) -> dict:
         return {"latency_ms": self.latency_ms, "rate_limit": self.rate_limit,
                 "error_rate": self.error_rate, "malformed_rate": self.malformed_rate,
-                "fail_next": len(self.fail_next)}
+                "fail_next": len(self.fail_next), "requests": self.requests}
 
     def decide(self) -> Fault | None:
         """The fault for the next API request, or None to answer normally."""
         with self.lock:
+            self.requests += 1
             if self.fail_next:
                 return self.fail_next.popleft()
             if self.rate_limit:

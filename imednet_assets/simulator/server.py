@@ -119,6 +119,10 @@ class SimulatorServer:
     def advance(self, **kw: Any) -> dict:
         return self.control("POST", "advance", kw)
 
+    def requests(self) -> int:
+        """API requests the simulator has received so far."""
+        return int(self.set_faults()["requests"])
+
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """The `simulate` command's options."""

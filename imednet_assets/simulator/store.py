@@ -333,12 +333,14 @@ class SimulatorStore:
         return b
 
     def advance(self, study_key: str, modify: int = 0, add: int = 0, delete: int = 0,
-                purge: int = 0, delete_subjects: int = 0) -> dict:
-        """Change a study like users would; returns the affected record ids / subject keys."""
+                purge: int = 0, delete_subjects: int = 0, tick: bool = True) -> dict:
+        """Change a study like users would; returns the affected record ids / subject keys.
+        `tick=False` keeps the clock: the changes carry the same second as the previous ones
+        (ties at a sync's watermark)."""
         with self.lock:
             state = self.study(study_key)
             st, a = state.st, state.st.arrays
-            now = self.tick()
+            now = self.tick() if tick else self.clock
             out: dict[str, list] = {"modified": [], "added": [], "deleted": [], "purged": [],
                                     "deleted_subjects": []}
 

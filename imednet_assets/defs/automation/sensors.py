@@ -1,11 +1,15 @@
-"""Study discovery: new studies in the API become `study` partitions and get a first run."""
+"""Sensors: new studies in the API become `study` partitions and get a first run; studies that
+changed since the lake's watermark get an incremental run."""
 
-
+import bisect
 from typing import Any
 
 import dagster as dg
 
 from imednet_assets.client.sync import list_studies_sync
+from imednet_assets.defs.automation.changes import REQUESTS_PER_STUDY, probe_study
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.modes import INCREMENTAL, TRIGGER_TAG, mode_tags
 from imednet_assets.defs.partitions import STUDY_PARTITIONS_NAME, study_partitions
 from imednet_assets.defs.resources import ImednetResource
 
@@ -44,3 +48,47 @@ def study_discovery_sensor(
         # run_key: a re-evaluated tick never launches a study's first run twice
         run_requests=[dg.RunRequest(partition_key=k, run_key=f"study-added:{k}") for k in new],
     )
+
+
+@dg.sensor(
+    name="study_change_sensor",
+    job_name=ALL_JOB_NAME,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Asks the API, for every study in turn, whether anything changed since the lake's "
+    "watermark (one page-of-one request per entity, 5 per study, at most `probe_budget` per "
+    "tick) and launches an incremental run for each study that changed.",
+)
+def study_change_sensor(
+    context: dg.SensorEvaluationContext, imednet: ImednetResource,
+    lake_io_manager: dg.ResourceParam[LakeIOManager],
+) -> dg.SensorResult | dg.SkipReason:
+    studies = sorted(context.instance.get_dynamic_partitions(STUDY_PARTITIONS_NAME))
+    if not studies:
+        return dg.SkipReason("no study partitions yet (the discovery sensor adds them)")
+    per_tick = max(1, min(len(studies), imednet.probe_budget // REQUESTS_PER_STUDY))
+    # the cursor names the last study probed, so every study gets its turn across ticks
+    start = bisect.bisect_right(studies, context.cursor or "") % len(studies)
+    turn = [studies[(start + i) % len(studies)] for i in range(per_tick)]
+    settings, root = imednet.settings(), lake_io_manager.root_path()
+    requests, quiet = [], []
+    for study in turn:
+        probes = probe_study(settings, root, study, imednet.incremental_lag_s)
+        changed = [p for p in probes if p.changed]
+        if not changed:
+            quiet.append(study)
+            continue
+        mark = max((p.api_newest or p.lake_mark or "" for p in probes), default="")
+        context.log.info(f"study {study}: changes in {', '.join(p.entity for p in changed)}")
+        requests.append(dg.RunRequest(
+            partition_key=study,
+            # one run per study and newest change: a re-evaluated tick never launches it twice
+            run_key=f"{study}:{mark}",
+            tags={**mode_tags(INCREMENTAL), TRIGGER_TAG: "study_change_sensor"},
+        ))
+    cursor = turn[-1]
+    if not requests:
+        return dg.SensorResult(skip_reason=dg.SkipReason(
+            f"no changes in {len(quiet)} studies probed ({len(turn) * REQUESTS_PER_STUDY} "
+            "requests)"), cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

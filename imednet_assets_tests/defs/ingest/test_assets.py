@@ -182,5 +182,6 @@ def test_resource_and_settings_never_show_the_keys():
     assert not [t for t in shown if API_KEY in t or SECURITY_KEY in t]
     assert repr(resource) == (
         "ImednetResource(base_url='http://127.0.0.1:1', api_key='***', security_key='***', "
-        "concurrency=8, page_size=500, max_attempts=5, incremental_lag_s=5.0)"
+        "concurrency=8, page_size=500, max_attempts=5, incremental_lag_s=5.0, "
+        "probe_budget=100)"
     )

@@ -1,0 +1,109 @@
+"""The study change sensor and the nightly reconcile schedule against the real simulator and a
+real lake: one request per study and entity, runs only for studies that changed, ties caught."""
+
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from imednet_assets.defs.automation.schedules import study_reconcile_schedule
+from imednet_assets.defs.automation.sensors import study_change_sensor
+from imednet_assets.defs.ingest.assets import WATERMARKS
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.modes import INCREMENTAL, MODE_TAG, TRIGGER_TAG
+from imednet_assets.simulator import SimulatorServer
+from imednet_assets_tests.defs.ingest.conftest import imednet_resource
+from imednet_assets_tests.defs.ingest.test_incremental import (
+    assert_like_a_fresh_full_refresh,
+    ingest,
+    meta,
+)
+
+pytestmark = pytest.mark.usefixtures("imednet_env")
+
+
+@pytest.fixture
+def instance(sim: SimulatorServer) -> dg.DagsterInstance:
+    inst = dg.DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions("study", sorted(sim.stats()))
+    return inst
+
+
+@pytest.fixture
+def lake(sim: SimulatorServer, instance: dg.DagsterInstance, tmp_path: Path) -> Path:
+    root = tmp_path / "lake"
+    for study in sorted(sim.stats()):
+        ingest(root, instance, study)
+    return root
+
+
+def tick(instance: dg.DagsterInstance, lake: Path, cursor: str | None = None,
+         **knobs) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor,
+        resources={"imednet": imednet_resource(**knobs),
+                   "lake_io_manager": LakeIOManager(root=str(lake))},
+    )
+    result = study_change_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_nothing_changed_skips_with_one_request_per_study_and_entity(sim, instance, lake):
+    before = sim.requests()
+    result = tick(instance, lake)
+    assert sim.requests() - before == 2 * len(WATERMARKS)
+    assert not result.run_requests
+    assert result.skip_reason is not None
+    assert result.skip_reason.skip_message == "no changes in 2 studies probed (10 requests)"
+
+
+def test_a_changed_study_gets_an_incremental_run_the_other_none(sim, instance, lake):
+    one, _ = sorted(sim.stats())
+    sim.advance(study_key=one, modify=1)
+    [request] = tick(instance, lake).run_requests
+    assert request.partition_key == one
+    assert request.tags[MODE_TAG] == INCREMENTAL
+    assert request.tags[TRIGGER_TAG] == "study_change_sensor"
+    assert request.run_key.startswith(f"{one}:")
+    # the same change asked twice is the same run key: Dagster never launches it twice
+    assert tick(instance, lake).run_requests[0].run_key == request.run_key
+
+
+def test_a_tie_in_the_watermark_second_is_seen_and_lands(sim, instance, lake, tmp_path):
+    one, _ = sorted(sim.stats())
+    first = sim.advance(study_key=one, modify=1)["modified"]
+    ingest(lake, instance, one, INCREMENTAL)  # the pull: the mark is now that second
+    assert not tick(instance, lake).run_requests
+    second = sim.advance(study_key=one, modify=1, tick=False)["modified"]  # same second
+    assert second != first
+    [request] = tick(instance, lake).run_requests
+    assert request.partition_key == one
+    result = ingest(lake, instance, one, INCREMENTAL)
+    assert meta(result, "records")["rows_updated"] == 1
+    assert_like_a_fresh_full_refresh(lake, one, tmp_path)
+
+
+def test_the_budget_spreads_studies_over_ticks(sim, instance, lake):
+    one, other = sorted(sim.stats())
+    sim.advance(study_key=one, modify=1)
+    sim.advance(study_key=other, modify=1)
+    before = sim.requests()
+    first = tick(instance, lake, probe_budget=len(WATERMARKS))
+    assert sim.requests() - before == len(WATERMARKS)
+    second = tick(instance, lake, cursor=first.cursor, probe_budget=len(WATERMARKS))
+    third = tick(instance, lake, cursor=second.cursor, probe_budget=len(WATERMARKS))
+    assert [r.partition_key for r in first.run_requests + second.run_requests] == [one, other]
+    assert [r.partition_key for r in third.run_requests] == [one]
+
+
+def test_reconcile_schedule_asks_an_incremental_run_of_every_study(sim):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("study", sorted(sim.stats()))
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 6, 1, 2))
+        requests = list(study_reconcile_schedule(context))
+    assert [(r.partition_key, r.run_key, r.tags[MODE_TAG]) for r in requests] == [
+        (s, f"reconcile:{s}:2026-06-01", INCREMENTAL) for s in sorted(sim.stats())
+    ]
