@@ -1,4 +1,4 @@
-"""`imednet-assets` command line: simulate, demo, bench, dev."""
+"""`imednet-assets` command line: simulate, demo, refresh, bench, dev."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def _demo(args: argparse.Namespace) -> int:
         studies=args.studies, subjects=args.subjects, seed=args.seed,
         local_servers=args.local_servers,
     )  # fmt: skip
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from imednet_assets.refresh import run_refresh
+
+    return run_refresh(full=args.full)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -60,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and materialize them all",
     )
     demo.set_defaults(func=_demo)
+
+    refresh = sub.add_parser(
+        "refresh",
+        help="bring every study under the data dir up to date with the API, incrementally "
+        "(the job the change sensor launches), into every configured destination",
+    )
+    refresh.add_argument("--full", action="store_true",
+                         help="re-read every study whole instead of only what changed")
+    refresh.set_defaults(func=_refresh)
 
     bench = sub.add_parser("bench", help="benchmark against the ceiling and the SDK path")
     add_bench_arguments(bench)

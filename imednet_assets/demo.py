@@ -100,7 +100,7 @@ def _destination_rows(result, study: str, rows: dict[str, dict[str, int]]) -> No
             rows.setdefault(key, {})[study] = int(count.value)
 
 
-def _step_failures(result) -> dict[str, list[str]]:
+def step_failures(result) -> dict[str, list[str]]:
     """Failed steps grouped by their message's first line (a destination that cannot be reached
     fails each of its assets the same way)."""
     failures: dict[str, list[str]] = {}
@@ -175,7 +175,7 @@ def run_demo(
             print(f"study {key}: {status} in {time.perf_counter() - t0:.1f} s")
             if not ok:
                 failed.append(key)
-                for message, steps in _step_failures(result).items():
+                for message, steps in step_failures(result).items():
                     print(f"  {', '.join(steps)}: {message}")
     _print_summary(_table_counts(settings.duckdb_path()), study_keys)
     if destination_rows:

@@ -56,7 +56,8 @@ def snapshot(data: Path) -> dict[str, str]:
                     digest = hashlib.sha256(zf.read(name)).hexdigest()
                     out[f"{bundle.relative_to(data)}/{name}"] = digest
     with duckdb.connect(str(data / "imednet.duckdb"), read_only=True) as con:
-        tables = con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
+        tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                             "ORDER BY 1").fetchall()
         for (table,) in tables:
             rows = con.execute(f'SELECT * FROM "{table}" ORDER BY ALL').fetchall()
             out[f"table {table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
@@ -175,3 +176,50 @@ def test_demo_with_an_unreachable_destination_says_so_once_without_secrets(tmp_p
     )
     assert "bundles/csv" in done.stdout  # the other destinations still wrote the study
     assert done.stderr.strip().splitlines()[-1] == "failed studies: CARDIO-01"
+
+
+def contents(data: Path) -> dict[str, str]:
+    """What readers see, whatever the file layout: every lake slice's rows (sorted), the bundles'
+    CSVs (but `information.csv`) and every DuckDB data table, hashed; sync state left out."""
+    import pyarrow.dataset as pads
+
+    out = {}
+    for slice_dir in sorted((data / "lake").glob("*/study_key=*")):
+        files = [str(p) for p in sorted(slice_dir.rglob("*.parquet"))]
+        table = pads.dataset(files, format="parquet").to_table()
+        rows = sorted(repr(sorted(r.items())) for r in table.to_pylist())
+        out[str(slice_dir.relative_to(data))] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    for key, digest in snapshot(data).items():
+        if not key.startswith("lake/"):
+            out[key] = digest
+    return out
+
+
+def test_refresh_brings_the_data_dir_to_what_a_fresh_demo_writes(tmp_path: Path) -> None:
+    config = SimulatorConfig(seed=9, studies=2, subjects=4, api_key=API_KEY,
+                             security_key=SECURITY_KEY)
+    with SimulatorServer(config) as sim:
+        def env(data: Path) -> dict[str, str]:
+            return {"IMEDNET_ASSETS_DATA_DIR": str(data), "IMEDNET_BASE_URL": sim.base_url,
+                    "IMEDNET_API_KEY": API_KEY, "IMEDNET_SECURITY_KEY": SECURITY_KEY}
+
+        data = tmp_path / "kept"
+        assert run_cli("demo", env=env(data)).returncode == 0
+        quiet = run_cli("refresh", env=env(data))
+        assert quiet.returncode == 0, quiet.stdout[-3000:] + quiet.stderr[-3000:]
+        assert "study CARDIO-01 (incremental): ok" in quiet.stdout
+        assert "imednet/records" in quiet.stdout
+
+        sim.advance(study_key="CARDIO-01", modify=3, add=2, delete=1, delete_subjects=1)
+        sim.advance(study_key="ONCO-02", modify=1, purge=1)
+        done = run_cli("refresh", env=env(data))
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        lines = [line.split() for line in done.stdout.splitlines()]
+        records = [line for line in lines if line[:1] == ["imednet/records"]]
+        assert records[0][1:8] == ["incremental:", "inserted", "2,", "updated", "4,", "deleted",
+                                   "1"], done.stdout
+        before, after = " ".join(records[0]).split(" -> ")
+        assert before[-19:] < after  # the watermark moved on
+        assert records[1][1] == "full", done.stdout  # the purge: counts disagreed
+        assert run_cli("demo", env=env(tmp_path / "fresh")).returncode == 0
+        assert contents(data) == contents(tmp_path / "fresh")
