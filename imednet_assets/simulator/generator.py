@@ -67,6 +67,8 @@ class VarDef:
     hi: float = 100.0
     dec: int = 0
     huge: bool = False  # hostile: sometimes a 100 kB value
+    since: int = 0
+    """Epoch the question was added: records last saved before it do not answer it."""
 
 
 @dataclass(frozen=True)
@@ -458,6 +460,8 @@ def record_data(st: StudyData, b: int, overrides: dict | None = None) -> dict[st
             "unvnum": str(unv) if unv else ""}
     base = int(a["created"][b])
     for vd in fd.variables:
+        if vd.since > a["modified"][b]:
+            continue  # added to the form after this record was last saved
         data[vd.name] = gen_value(vd, rng, base)
     if overrides:
         data.update(overrides)

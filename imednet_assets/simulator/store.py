@@ -333,7 +333,8 @@ class SimulatorStore:
         return b
 
     def advance(self, study_key: str, modify: int = 0, add: int = 0, delete: int = 0,
-                purge: int = 0, delete_subjects: int = 0, tick: bool = True) -> dict:
+                purge: int = 0, delete_subjects: int = 0, new_variables: int = 0,
+                tick: bool = True) -> dict:
         """Change a study like users would; returns the affected record ids / subject keys.
         `tick=False` keeps the clock: the changes carry the same second as the previous ones
         (ties at a sync's watermark)."""
@@ -342,7 +343,9 @@ class SimulatorStore:
             st, a = state.st, state.st.arrays
             now = self.tick() if tick else self.clock
             out: dict[str, list] = {"modified": [], "added": [], "deleted": [], "purged": [],
-                                    "deleted_subjects": []}
+                                    "deleted_subjects": [], "new_variables": []}
+            for _ in range(new_variables):
+                out["new_variables"].append(self._add_variable(state, now))
 
             def pick(candidates: np.ndarray, n: int) -> list[int]:
                 n = min(n, len(candidates))
@@ -373,6 +376,26 @@ class SimulatorStore:
                 st.subjects[s]["dateModified"] = gen.ts(now)
                 out["deleted_subjects"].append(st.subjects[s]["subjectKey"])
             return out
+
+    def _add_variable(self, state: StudyState, now: int) -> str:
+        """A new NUMBER question on a form (a protocol amendment): records saved from now on
+        answer it, older ones do not. Returns `<form key>.<variable name>`."""
+        st = state.st
+        f = int(self._rng.integers(len(st.forms)))
+        fd = st.forms[f]
+        name = f"amend{len(st.variables) + 1}"
+        vd = gen.VarDef(name, "NUMBER", f"Amendment question {name}", lo=0, hi=10, since=now)
+        st.forms[f] = gen.FormDef(fd.key, fd.name, (*fd.variables, vd), fd.log)
+        last = max(v["variableId"] for v in st.variables)
+        st.variables.append({
+            "studyKey": st.key, "variableId": last + 1, "variableType": vd.vtype,
+            "variableName": name, "sequence": len(fd.variables) + 1, "revision": 1,
+            "disabled": False, "dateCreated": gen.ts(now), "dateModified": gen.ts(now),
+            "formId": st.form_id(f), "variableOid": f"{fd.key}.{name}".upper(),
+            "deleted": False, "formKey": fd.key, "formName": fd.name, "label": vd.label,
+            "blinded": False,
+        })
+        return f"{fd.key}.{name}"
 
     def post_records(self, study_key: str, items: object) -> dict:
         """Apply a POST records body (create or update) and return the job ticket."""

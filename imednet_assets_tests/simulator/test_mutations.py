@@ -114,3 +114,26 @@ def test_post_records_validation(mclient, body, attribute):
 
 def test_unknown_job_404(mclient):
     assert mclient.get(f"{BASE}/jobs/not-a-batch").status_code == 404
+
+
+def test_advance_new_variable_is_answered_only_by_records_saved_after_it(msim, mclient):
+    before = {r["recordId"]: r for r in fetch_all(mclient, f"{BASE}/records")}
+    [added] = msim.advance(study_key=STUDY, new_variables=1)["new_variables"]
+    form_key, name = added.split(".")
+    variables = fetch_all(mclient, f"{BASE}/variables")
+    [new] = [v for v in variables if v["variableName"] == name]
+    assert (new["formKey"], new["variableType"]) == (form_key, "NUMBER")
+    # records saved before the amendment do not answer it, nor change
+    assert {r["recordId"]: r for r in fetch_all(mclient, f"{BASE}/records")} == before
+    mine = sorted(rid for rid, r in before.items() if r["formKey"] == form_key)
+    out = msim.advance(study_key=STUDY, modify=len(before))  # every live record saved again
+    after = {r["recordId"]: r for r in fetch_all(mclient, f"{BASE}/records")}
+    assert set(mine) & set(out["modified"])
+    assert all(name in after[rid]["recordData"] for rid in set(mine) & set(out["modified"]))
+
+
+def test_advance_without_tick_keeps_the_second(msim, mclient):
+    first = msim.advance(study_key=STUDY, modify=1)["modified"]
+    second = msim.advance(study_key=STUDY, modify=1, tick=False)["modified"]
+    after = {r["recordId"]: r for r in fetch_all(mclient, f"{BASE}/records")}
+    assert after[first[0]]["dateModified"] == after[second[0]]["dateModified"]
