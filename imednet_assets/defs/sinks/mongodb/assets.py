@@ -3,10 +3,12 @@
 Each asset only plans the write: which collection, which indexes, and how to turn the study's lake
 files into document batches (read lazily, one Arrow batch at a time). `mongodb_io_manager` runs it.
 Deleted records (`deleted: true`) stay as documents, flagged; records gone from the lake are
-removed.
+removed. Each plan also says how to rebuild only the documents of changed lake keys, which
+the IO manager uses when the lake's change logs allow it (see `writer.sync_collection`).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
 from typing import Any
 
 import dagster as dg
@@ -18,9 +20,10 @@ from imednet_assets.defs.sinks.lake_inputs import sink_asset, study_of
 from imednet_assets.defs.sinks.mongodb.documents import (
     rebatch,
     record_documents,
+    subject_doc_id,
     subject_documents,
 )
-from imednet_assets.defs.sinks.mongodb.writer import CollectionWrite
+from imednet_assets.defs.sinks.mongodb.writer import CollectionWrite, KeyedDocs
 
 MONGODB_IO_MANAGER_KEY = "mongodb_io_manager"
 POOL = "mongodb_writer"
@@ -29,6 +32,8 @@ RECORDS_COLLECTION = "records"
 SUBJECTS_COLLECTION = "subjects"
 RECORD_INDEXES = ("study_key", "subject_key", "form_key")
 SUBJECT_INDEXES = ("study_key", "subject_key")
+IN_CHUNK = 10_000
+OR_CHUNK = 1_000
 
 
 def _sink(name: str, ins: dict[str, str], description: str):
@@ -44,11 +49,30 @@ def _sink(name: str, ins: dict[str, str], description: str):
     )
 
 
-def _arrow_batches(lake: LakeSlice, size: int) -> Iterator[pa.RecordBatch]:
+def _arrow_batches(lake: LakeSlice, size: int,
+                   where: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
     if lake.files:
         # small read-ahead: the writer's own prefetch already overlaps reading and writing
         yield from lake.dataset().to_batches(batch_size=size, batch_readahead=2,
-                                             fragment_readahead=1)
+                                             fragment_readahead=1, filter=where)
+
+
+def _rows(lake: LakeSlice) -> int:
+    """The slice's row count from its manifest (no file opened), else from the file footers."""
+    return lake.manifest.rows if lake.manifest is not None else lake.num_rows
+
+
+def _values(lake: LakeSlice, column: str, keys: frozenset[Any] | None) -> pa.Array:
+    """Changed keys (JSON values from the change log) typed like the slice's key column."""
+    return pa.array(sorted(keys or ()), lake.schema.field(column).type)
+
+
+def _chunked(field: str, values: frozenset[Any]) -> Iterator[dict[str, Any]]:
+    """`{field: {"$in": [...]}}` filters of at most `IN_CHUNK` values (a filter is a BSON
+    document: one over a long change log would exceed its 16 MB limit)."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), IN_CHUNK):
+        yield {field: {"$in": ordered[start : start + IN_CHUNK]}}
 
 
 @_sink(
@@ -62,18 +86,25 @@ def records_asset(context: dg.AssetExecutionContext, records: LakeSlice) -> Coll
 
 
 def records_write(study: str, records: LakeSlice) -> CollectionWrite:
-    """The study's record envelopes, planned from its lake slice (also used by the benchmark)."""
+    """The study's record envelopes, planned from its lake slice (also used by the benchmark).
+
+    Applied by key: a changed `record_id` is its one document."""
 
     def batches(size: int) -> Iterator[list[dict[str, Any]]]:
         return rebatch((record_documents(b) for b in _arrow_batches(records, size)), size)
 
-    return CollectionWrite("records", study, RECORDS_COLLECTION, RECORD_INDEXES,
-                           records.num_rows, batches)
+    def select(keys: Mapping[str, frozenset[Any]]) -> Iterator[dict[str, Any]]:
+        return _chunked("record_id", keys.get("records", frozenset()))
 
+    def build(keys: Mapping[str, frozenset[Any]], _found: frozenset[str],
+              size: int) -> Iterator[list[dict[str, Any]]]:
+        # the found documents are those of the same record ids: nothing else to rebuild
+        where = pc.field("record_id").isin(_values(records, "record_id", keys.get("records")))
+        return rebatch((record_documents(b) for b in _arrow_batches(records, size, where)), size)
 
-def _visits_table(visits: LakeSlice) -> pa.Table:
-    # a study's visits are small next to its records: read once, filtered per subject batch
-    return visits.dataset().to_table() if visits.files else visits.schema.empty_table()
+    return CollectionWrite("records", study, RECORDS_COLLECTION, RECORD_INDEXES, _rows(records),
+                           batches, slices={"records": records},
+                           keyed=KeyedDocs(("records",), select, build))
 
 
 @_sink(
@@ -85,26 +116,71 @@ def _visits_table(visits: LakeSlice) -> pa.Table:
 def subjects_asset(
     context: dg.AssetExecutionContext, subjects: LakeSlice, visits: LakeSlice
 ) -> CollectionWrite:
-    study = study_of(context, (subjects, visits))
-    visit_table = _visits_table(visits)
-    subject_keys = pc.unique(
-        subjects.dataset().to_table(columns=["subject_key"]).column("subject_key")
-        if subjects.files else pa.array([], pa.string())
-    )
-    orphans = visit_table.num_rows - pc.sum(
-        pc.is_in(visit_table.column("subject_key"), value_set=subject_keys)
-    ).as_py() if visit_table.num_rows else 0
+    return subjects_write(study_of(context, (subjects, visits)), subjects, visits)
+
+
+def subjects_write(study: str, subjects: LakeSlice, visits: LakeSlice) -> CollectionWrite:
+    """The study's subject documents with their visits embedded.
+
+    Applied by key: a changed subject (`subject_id`) or visit (`visit_id`) rebuilds the
+    document of its subject, and of the subject whose document embeds that visit now (a visit
+    that moved to another subject leaves the old one). Nothing is read before the write asks:
+    a skipped write reads no lake file."""
+
+    @cache
+    def visit_table() -> pa.Table:
+        # a study's visits are small next to its records: read once, filtered per subject batch
+        return visits.dataset().to_table() if visits.files else visits.schema.empty_table()
+
+    @cache
+    def subject_table() -> pa.Table:
+        return subjects.dataset().to_table() if subjects.files else subjects.schema.empty_table()
+
+    def documents(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[list[dict]]:
+        table = visit_table()
+        for batch in batches:
+            mine = pc.is_in(table.column("subject_key"), value_set=batch.column("subject_key"))
+            yield subject_documents(batch, table.filter(mine))
 
     def batches(size: int) -> Iterator[list[dict[str, Any]]]:
-        for batch in _arrow_batches(subjects, size):
-            keys = batch.column("subject_key")
-            mine = pc.is_in(visit_table.column("subject_key"), value_set=keys)
-            yield subject_documents(batch, visit_table.filter(mine))
+        return rebatch(documents(_arrow_batches(subjects, size)), size)
+
+    def select(keys: Mapping[str, frozenset[Any]]) -> Iterator[dict[str, Any]]:
+        yield from _chunked("subject_id", keys.get("subjects", frozenset()))
+        # `$or` of equalities, not `$in`: nx-27017 (the test server) matches a field inside an
+        # array of embedded documents only by equality; MongoDB serves both alike
+        visit_ids = sorted(keys.get("visits", ()))
+        for start in range(0, len(visit_ids), OR_CHUNK):
+            yield {"$or": [{"visits.visit_id": v} for v in visit_ids[start : start + OR_CHUNK]]}
+
+    def build(keys: Mapping[str, frozenset[Any]], found: frozenset[str],
+              size: int) -> Iterator[list[dict[str, Any]]]:
+        table, visit_rows = subject_table(), visit_table()
+        moved = pc.is_in(visit_rows.column("visit_id"),
+                         value_set=_values(visits, "visit_id", keys.get("visits")))
+        of_visits = visit_rows.filter(moved).column("subject_key")
+        changed = pc.is_in(table.column("subject_id"),
+                           value_set=_values(subjects, "subject_id", keys.get("subjects")))
+        doc_ids = [subject_doc_id(study, k, i) for k, i in zip(
+            table.column("subject_key").to_pylist(), table.column("subject_id").to_pylist(),
+            strict=True)]
+        wanted = pc.or_kleene(
+            pc.or_kleene(changed, pc.is_in(table.column("subject_key"), value_set=of_visits)),
+            pa.array([d in found for d in doc_ids], pa.bool_()))
+        chosen = table.filter(pc.fill_null(wanted, False))
+        return rebatch(documents(chosen.to_batches(max_chunksize=size)), size)
+
+    def metadata() -> dict[str, Any]:
+        table = visit_table()
+        keys = pc.unique(subject_table().column("subject_key"))
+        orphans = table.num_rows - (
+            pc.sum(pc.is_in(table.column("subject_key"), value_set=keys)).as_py() or 0)
+        return {"visits_embedded": table.num_rows - orphans, "visits_without_subject": orphans}
 
     return CollectionWrite(
-        "subjects", study, SUBJECTS_COLLECTION, SUBJECT_INDEXES, subjects.num_rows,
-        lambda size: rebatch(batches(size), size),
-        {"visits_embedded": visit_table.num_rows - orphans, "visits_without_subject": orphans},
+        "subjects", study, SUBJECTS_COLLECTION, SUBJECT_INDEXES, _rows(subjects), batches,
+        metadata, slices={"subjects": subjects, "visits": visits},
+        keyed=KeyedDocs(("subjects", "visits"), select, build),
     )
 
 

@@ -10,12 +10,21 @@ them as unchanged.
 Insert mode (`upsert=False`): the study's documents are deleted, then inserted with `InsertOne`
 (no multi-document transaction exists to make that atomic; a failed run leaves the study partial
 until the partition is materialized again).
+
+Incremental (`sync_collection`): the tokens of the lake slices a collection was built from are
+kept per asset and study in `sync_state` (`_id = "<asset>/<study>"`), written after the
+documents. The lake's change logs then decide: skip (nothing read, nothing written), apply (only
+the documents of the changed keys are rebuilt and upserted, those the keys no longer give are
+deleted) or rewrite (the replay above). Without multi-document transactions the state cannot
+commit with the documents, so it is stored last and removed before a rewrite: a crash leaves
+an older state (or none), and the next run applies the same keys again (upserts by `_id` make
+that harmless) or rewrites.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +35,9 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
+from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.common import DestinationError, error_detail, with_retries
+from imednet_assets.defs.sinks.graph.sync_plan import APPLY, SKIP, KeyedPlan, plan_keyed
 from imednet_assets.defs.sinks.mongodb.documents import (
     EXPORTED_AT,
     HASH_FIELD,
@@ -41,6 +52,24 @@ DUPLICATE_KEY = 11000
 # Network errors and "no server": the batch is sent again. Anything else is a real failure.
 TRANSIENT = (ConnectionFailure,)
 PREFETCH_THREAD = "mongodb-prefetch"
+SYNC_STATE_COLLECTION = "sync_state"
+
+#: (changed keys per lake entity) -> filters selecting the study's documents that hold them now
+Selector = Callable[[Mapping[str, frozenset[Any]]], Iterable[dict[str, Any]]]
+#: (changed keys, ids of the documents found by the selector, batch size) -> the documents to
+#: write for them, in batches; a found id that is not among them is deleted
+Builder = Callable[[Mapping[str, frozenset[Any]], frozenset[str], int],
+                   Iterator[list[dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class KeyedDocs:
+    """How an incremental apply rebuilds only the documents that changed lake keys touch."""
+
+    entities: tuple[str, ...]
+    """Lake entities whose changed keys can be applied (a change of any other input: rewrite)."""
+    select: Selector
+    build: Builder
 
 
 @dataclass(frozen=True)
@@ -57,7 +86,11 @@ class CollectionWrite:
     indexes: tuple[str, ...]
     total: int
     batches: Callable[[int], Iterator[list[dict[str, Any]]]]
-    extra_metadata: dict[str, Any] = field(default_factory=dict)
+    extra_metadata: Callable[[], dict[str, Any]] = dict
+    """Asset-specific metadata, computed only when the write moved data (it may read the lake)."""
+    slices: Mapping[str, LakeSlice] = field(default_factory=dict)
+    """The lake slices the documents come from: their change logs decide skip/apply/rewrite."""
+    keyed: KeyedDocs | None = None
 
 
 @dataclass
@@ -114,17 +147,62 @@ class _Writer:
                     stats.batches += 1
                 _after_batch(self.plan.collection, number)
         stale = [doc_id for doc_id in existing if doc_id not in seen]
-        for start in range(0, len(stale), self.dest.batch_size):
-            chunk = stale[start : start + self.dest.batch_size]
-            stats.deleted += retry(
-                lambda chunk=chunk: self.coll.delete_many({"_id": {"$in": chunk}}).deleted_count,
-                "deleting documents gone from the source",
-            )
+        stats.deleted += self._delete_ids(retry, stale)
         stats.documents = len(seen)
         return stats
 
+    def apply(self, retry: Callable[[Callable[[], Any], str], Any], exported_at: str,
+              keys: Mapping[str, frozenset[Any]]) -> WriteStats:
+        """Rebuild and upsert only the documents the changed `keys` touch; delete those of them
+        the lake no longer gives. Hashes are compared as in a replay, so a key that changed in
+        the lake without changing its document writes nothing."""
+        keyed = self.plan.keyed
+        if keyed is None:
+            raise DestinationError(f"{self.where}: this collection cannot be applied by key")
+        stats = WriteStats()
+        for name in self.plan.indexes:
+            retry(lambda name=name: self.coll.create_index(name), "index creation")
+        existing: dict[str, str | None] = {}
+        for query in keyed.select(keys):
+            found = retry(lambda query=query: self._hashes(query), "reading the changed documents")
+            existing.update(found)
+        seen: set[str] = set()
+        size = self.dest.batch_size
+        for number, docs in enumerate(keyed.build(keys, frozenset(existing), size), start=1):
+            # documents the selector did not find may still exist (a visit moved into a
+            # subject): their hashes tell unchanged from changed, and insert from replace
+            unknown = [d["_id"] for d in docs if d["_id"] not in existing]
+            if unknown:
+                existing.update(retry(lambda ids=unknown: self._hashes({"_id": {"$in": ids}}),
+                                      "reading the changed documents"))
+            new, changed = self._split(docs, existing, seen, stats, exported_at)
+            if new or changed:
+                retry(self._sender(new, changed), f"changed documents batch {number}")
+                stats.batches += 1
+            _after_batch(self.plan.collection, number)
+        stats.deleted = self._delete_ids(retry, [i for i in existing if i not in seen])
+        stats.documents = retry(self.count, "counting the study's documents")
+        return stats
+
+    def count(self) -> int:
+        return self.coll.count_documents({STUDY_FIELD: self.plan.study_key})
+
+    def _delete_ids(self, retry: Callable[[Callable[[], Any], str], Any], ids: list[str]) -> int:
+        deleted = 0
+        for start in range(0, len(ids), self.dest.batch_size):
+            chunk = ids[start : start + self.dest.batch_size]
+            deleted += retry(
+                lambda chunk=chunk: self.coll.delete_many({"_id": {"$in": chunk}}).deleted_count,
+                "deleting documents gone from the source",
+            )
+        return deleted
+
     def _existing(self) -> dict[str, str | None]:
-        cursor = self.coll.find({STUDY_FIELD: self.plan.study_key}, {HASH_FIELD: 1})
+        return self._hashes({STUDY_FIELD: self.plan.study_key})
+
+    def _hashes(self, query: dict[str, Any]) -> dict[str, str | None]:
+        """`_id -> content hash` of the documents matching `query` (always within the study)."""
+        cursor = self.coll.find({**query, STUDY_FIELD: self.plan.study_key}, {HASH_FIELD: 1})
         return {doc["_id"]: doc.get(HASH_FIELD) for doc in cursor.batch_size(10_000)}
 
     def _delete_study(self) -> int:
@@ -181,11 +259,9 @@ class _Writer:
         return send
 
 
-def write_collection(db: Database, plan: CollectionWrite, dest: MongoDestination,
-                     exported_at: str | None = None) -> WriteStats:
-    """Replay `plan` (see the module doc); a batch failing after the retries raises
-    `DestinationError` naming destination, collection, study and batch."""
-    writer = _Writer(db, plan, dest)
+def _retrier(writer: _Writer, dest: MongoDestination) -> Callable[[Callable[[], Any], str], Any]:
+    """`retry(action, what)`: transient errors retried, any failure a `DestinationError` naming
+    destination, collection, study and `what` (secrets redacted)."""
     secrets = dest.secrets()
 
     def retry(action: Callable[[], Any], what: str) -> Any:
@@ -196,7 +272,67 @@ def write_collection(db: Database, plan: CollectionWrite, dest: MongoDestination
             detail = error_detail(exc, secrets, 500)
             raise DestinationError(f"{writer.where}, {what} failed: {detail}") from None
 
+    return retry
+
+
+def write_collection(db: Database, plan: CollectionWrite, dest: MongoDestination,
+                     exported_at: str | None = None) -> WriteStats:
+    """Replay `plan` (see the module doc); a batch failing after the retries raises
+    `DestinationError` naming destination, collection, study and batch."""
+    writer = _Writer(db, plan, dest)
     started = time.perf_counter()
-    stats = writer.run(retry, exported_at or now_iso())
+    stats = writer.run(_retrier(writer, dest), exported_at or now_iso())
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def sync_state_id(asset_name: str, study_key: str) -> str:
+    return f"{asset_name}/{study_key}"
+
+
+def read_sync_state(db: Database, asset_name: str, study_key: str) -> dict[str, str]:
+    """entity -> lake token the asset's documents of the study were last built from ({} if
+    none, or if a rewrite is under way)."""
+    doc = db[SYNC_STATE_COLLECTION].find_one({"_id": sync_state_id(asset_name, study_key)})
+    return dict(doc.get("tokens") or {}) if doc else {}
+
+
+def _store_sync_state(db: Database, asset_name: str, study_key: str,
+                      tokens: Mapping[str, str]) -> None:
+    doc_id = sync_state_id(asset_name, study_key)
+    db[SYNC_STATE_COLLECTION].replace_one(
+        {"_id": doc_id},
+        {"_id": doc_id, "asset": asset_name, "study_key": study_key, "tokens": dict(tokens),
+         "updated_at": now_iso()},
+        upsert=True,
+    )
+
+
+def _clear_sync_state(db: Database, asset_name: str, study_key: str) -> None:
+    db[SYNC_STATE_COLLECTION].delete_one({"_id": sync_state_id(asset_name, study_key)})
+
+
+def sync_collection(db: Database, plan: CollectionWrite, dest: MongoDestination,
+                    exported_at: str | None = None) -> tuple[KeyedPlan, WriteStats]:
+    """Bring the study's documents to the lake's state: skip, apply or rewrite as the sync
+    state and the change logs say (see the module doc); returns the plan and what was done."""
+    writer = _Writer(db, plan, dest)
+    retry = _retrier(writer, dest)
+    started = time.perf_counter()
+    asset, study = plan.asset_name, plan.study_key
+    applied = retry(lambda: read_sync_state(db, asset, study), "reading the sync state")
+    change = plan_keyed(plan.slices, applied, plan.keyed.entities if plan.keyed else ())
+    exported_at = exported_at or now_iso()
+    if change.action == SKIP:
+        stats = WriteStats(documents=retry(writer.count, "counting the study's documents"))
+    elif change.action == APPLY:
+        stats = writer.apply(retry, exported_at, change.keys)
+    else:
+        if applied:  # a rewrite dying half way must not leave a state claiming the old end
+            retry(lambda: _clear_sync_state(db, asset, study), "clearing the sync state")
+        stats = writer.run(retry, exported_at)
+    if change.action != SKIP:
+        retry(lambda: _store_sync_state(db, asset, study, change.tokens),
+              "storing the sync state")
+    stats.seconds = time.perf_counter() - started
+    return change, stats

@@ -7,6 +7,7 @@ DuckDB tests' helpers.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,12 +18,15 @@ import dagster as dg
 import pytest
 
 from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.lake.manifest import SliceManifest
+from imednet_assets.defs.lake.slice import study_dir
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
 from imednet_assets.defs.sinks.mongodb.definitions import mongodb_resources
 from imednet_assets.local_servers import free_port
 from imednet_assets.local_servers.mongodb import NxServer as MongoServer
-from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
+from imednet_assets_tests.defs.ingest.conftest import imednet_env, sim  # noqa: F401 - fixtures
+from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES, write_lake
 
 __all__ = ["MongoServer", "free_port"]
 
@@ -90,3 +94,23 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, name: str) -> di
     event = next(m for m in result.asset_materializations_for_node(f"mongodb__{name}")
                  if m.asset_key == key)
     return {k: v.value for k, v in event.metadata.items()}
+
+
+def write_logged(root: Path, entity: str, study: str, rows: list[dict],
+                 keys: list[Any] | None = None) -> str:
+    """`write_lake` plus the manifest the lake would give the slice: a full write (a first one
+    starts a lineage), or with `keys` an incremental merge of those keys. Returns the token."""
+    folder = study_dir(root, entity, study)
+    before = SliceManifest.read(folder)
+    write_lake(root, entity, study, rows)
+    key_column = {"records": "record_id", "subjects": "subject_id", "visits": "visit_id"}.get(
+        entity, f"{entity}_id")
+    if before is None:
+        manifest = SliceManifest.first(entity, study, key_column, 0, None)
+    elif keys is None:
+        manifest = before.after_full(0, None)
+    else:
+        manifest = before.after_merge(0, None, keys)
+    manifest = dataclasses.replace(manifest, rows=len(rows))
+    manifest.write(folder)
+    return manifest.token
