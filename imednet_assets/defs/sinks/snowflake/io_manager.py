@@ -1,5 +1,6 @@
 """Snowflake sink IO manager: connects (or fails clearly before any data moves), then runs the
-asset's `SnowflakeWrite` through `loader.load_study` and reports what it wrote."""
+asset's `SnowflakeWrite` through `loader.load_study` and reports what it did: the plan followed
+(`mode`: skip, apply or rewrite, and why), the rows deleted and inserted, the study's rows."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from imednet_assets.defs.sinks.changes import APPLY
 from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError, error_detail
 from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
@@ -76,11 +78,17 @@ class SnowflakeSinkIOManager(dg.ConfigurableIOManager):
                     cursor.close()
         except DestinationError as err:
             raise dg.Failure(description=str(err)) from None
+        plan = report.plan
+        assert plan is not None  # load_study always plans
         metadata: dict[str, dg.RawMetadataValue] = {
             "dagster/row_count": sum(report.rows.values()),
             "dagster/table_name": next(iter(report.rows)) if len(report.rows) == 1 else "*",
-            "rows_written": dg.MetadataValue.json(dict(sorted(report.rows.items()))),
-            "rows_deleted": dg.MetadataValue.json(dict(sorted(report.deleted.items()))),
+            "table_rows": dg.MetadataValue.json(dict(sorted(report.rows.items()))),
+            "rows_written": dg.MetadataValue.json(dict(sorted(report.loaded.items()))),
+            "mode": plan.action,
+            "mode_reason": plan.reason,
+            "rows_deleted": report.rows_deleted,
+            "rows_inserted": report.rows_inserted,
             "batches": report.batches,
             "seconds": round(report.seconds, 3),
             "destination": where,
@@ -88,6 +96,8 @@ class SnowflakeSinkIOManager(dg.ConfigurableIOManager):
             "manifest": self.load.manifest_file(),
             "preview": dg.MetadataValue.md(preview),
         }
+        if plan.action == APPLY:
+            metadata["keys_changed"] = len(plan.keys)
         context.add_output_metadata(metadata)
 
     def _open(self) -> Any:

@@ -1,13 +1,20 @@
-"""Replays one study's tables into Snowflake: staged Parquet, then DELETE + COPY in one transaction.
+"""Brings one study's tables in Snowflake to the lake's state: staged Parquet, then DELETE + COPY
+and the new sync state in one transaction.
+
+What to load comes from the lake's change logs and the sync state the destination keeps
+(`IMEDNET_SYNC_STATE`, see `sinks/changes.py`): nothing (skip), the rows of the changed keys
+(apply: their old rows are deleted, their new rows copied in), or the study's whole slice (rewrite).
 
 Order, and why:
+0. The sync state is read and the plan made; a skip stops here (nothing staged or copied).
 1. Schema first (CREATE TABLE / ADD COLUMN / widen to text): DDL commits implicitly in Snowflake,
    so it cannot share the data transaction. It only ever adds, so a later failure harms nothing.
 2. Parquet files written locally and PUT to `@stage/<prefix>/<study>/<table>/<run_id>/`, a path no
    earlier load used: Snowflake skips files it loaded before, so reusing a path after a DELETE would
    load nothing.
-3. `BEGIN; DELETE slice; COPY INTO ... FILES=(...); check every file LOADED with the expected rows;
-   INSERT manifest rows; COMMIT` - else ROLLBACK: the previous rows stay.
+3. `BEGIN; DELETE slice (apply: the changed keys' rows); COPY INTO ...; check every file LOADED
+   with the expected rows; INSERT manifest rows; replace the sync state; COMMIT` - else ROLLBACK:
+   the previous rows and the previous sync state stay.
 4. `REMOVE` of the run's stage folders whatever happened.
 """
 
@@ -20,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,7 @@ import pyarrow as pa
 import snowflake.connector.errors as sf_errors
 
 from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.changes import APPLY, REWRITE, SKIP, ChangePlan, plan_changes
 from imednet_assets.defs.sinks.common import DestinationError, error_detail, with_retries
 from imednet_assets.defs.sinks.snowflake import sql
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeLoadSettings
@@ -46,6 +54,20 @@ _WIDEN_SUFFIX = "__IMEDNET_WIDEN"
 _TRANSIENT = (sf_errors.OperationalError, sf_errors.InterfaceError)
 
 
+#: table (`"form"`: every form table) -> (the lake entities its rows depend on, the (entity, key
+#: column) whose changed keys can be replaced in place; None: any change rewrites the table).
+#: The form tables and records_long take their columns, labels and names from the dictionary, so
+#: a change of forms or variables rewrites them.
+TABLE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, str] | None]] = {
+    "subjects": (("subjects",), ("subjects", "subject_id")),
+    "visits": (("visits",), ("visits", "visit_id")),
+    "forms": (("forms", "variables"), None),
+    "variables": (("forms", "variables"), None),
+    "records_long": (("forms", "variables", "records"), ("records", "record_id")),
+    "form": (("forms", "variables", "records"), ("records", "record_id")),
+}
+
+
 @dataclass(frozen=True)
 class SnowflakeWrite:
     """What one asset loads for one study: the tables named in `tables` (`"form"`: every form
@@ -58,6 +80,18 @@ class SnowflakeWrite:
 
     def selects(self, spec: TableSpec) -> bool:
         return spec.name in self.tables or (spec.kind == "form" and "form" in self.tables)
+
+    def change_slices(self) -> dict[str, LakeSlice]:
+        """The slices the tables depend on: only their change logs decide skip/apply/rewrite
+        (a change of visits must not rewrite the subjects)."""
+        entities = {e for t in self.tables for e in TABLE_INPUTS[t][0]}
+        return {e: self.slices[e] for e in sorted(entities)}
+
+    @property
+    def keyed(self) -> tuple[str, str] | None:
+        """(entity, key column) every table can be applied by, or None (rewrite on change)."""
+        keyed = {TABLE_INPUTS[t][1] for t in self.tables}
+        return next(iter(keyed)) if len(keyed) == 1 else None
 
 
 @dataclass
@@ -75,12 +109,25 @@ class TableLoad:
 
 @dataclass
 class LoadReport:
+    """What a load did. `rows`: the study's rows per table afterwards; `loaded`: rows copied in
+    per table; `deleted`: rows deleted per table (stale form tables included)."""
+
     rows: dict[str, int]
     deleted: dict[str, int]
     batches: int
     seconds: float
     stage_paths: list[str]
     manifest: list[ManifestRecord]
+    plan: ChangePlan | None = None
+    loaded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_deleted(self) -> int:
+        return sum(self.deleted.values())
+
+    @property
+    def rows_inserted(self) -> int:
+        return sum(self.loaded.values())
 
 
 def stage_path(prefix: str, study: str, table: str, run_id: str, attempt: str) -> str:
@@ -216,6 +263,28 @@ def _rollback(cursor: Any) -> None:
         cursor.execute("ROLLBACK")
 
 
+def read_sync_state(cursor: Any, write: SnowflakeWrite) -> dict[str, str]:
+    """entity -> lake token the asset stored for the study (empty: never written)."""
+    return dict(_fetch(cursor, sql.read_sync_state_sql(), (write.asset_name, write.study_key)))
+
+
+def _study_rows(cursor: Any, tables: Sequence[str], study: str) -> dict[str, int]:
+    """The study's rows in each of `tables` (which exist)."""
+    if not tables:
+        return {}
+    counts = dict(_fetch(cursor, sql.count_slices_sql(tables), {"study": study}))
+    return {table: int(counts.get(table) or 0) for table in tables}
+
+
+def _key_type(keys: frozenset[Any]) -> str:
+    """The key table's column type: the keys' own (ids are numbers), text when mixed."""
+    try:
+        arrow_type = pa.array(sorted(keys)).type if keys else pa.int64()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        arrow_type = pa.string()
+    return sql.snowflake_type(arrow_type)
+
+
 def load_study(
     conn: Any,
     write: SnowflakeWrite,
@@ -226,7 +295,7 @@ def load_study(
     secrets: Sequence[str | None] = (),
     log: Callable[[str], None] = lambda _msg: None,
 ) -> LoadReport:
-    """Replay `write` into Snowflake over `conn` (see the module docstring for the steps)."""
+    """Bring `write`'s tables to the lake's state over `conn` (see the module docstring)."""
     started = time.perf_counter()
     study = write.study_key
     step = _Step()
@@ -236,9 +305,33 @@ def load_study(
     cursor = conn.cursor()
     attempt = uuid.uuid4().hex[:12]
     try:
+        step.table = sql.SYNC_STATE_TABLE
+        tables = existing_tables(cursor)
+        if sql.SYNC_STATE_TABLE not in tables:  # DDL: before any transaction
+            cursor.execute(sql.sync_state_table_sql())
+        applied = read_sync_state(cursor, write)
+        keyed = write.keyed
+        plan = plan_changes(write.change_slices(), applied, keyed[0] if keyed else None)
+        key = keyed[1] if keyed and plan.action == APPLY else None
         with StudyTables(study, write.slices, max_identifier_length=MAX_IDENTIFIER_LENGTH) as t:
             specs = [s for s in t.specs() if write.selects(s)]
-            tables = existing_tables(cursor)
+            missing = sorted({sql.name(s.name) for s in specs} - tables)
+            if missing and plan.action != REWRITE:
+                # dropped by someone, or a form new to the study: the sync state cannot vouch
+                # for rows that are not there
+                plan = replace(plan, action=REWRITE, entity=None, keys=frozenset(),
+                               reason=f"missing in the destination: {', '.join(missing)}")
+                key = None
+            if plan.action == SKIP:
+                step.table = "(count)"
+                rows = _study_rows(cursor, [sql.name(s.name) for s in specs], study)
+                return LoadReport(rows, {}, 0, time.perf_counter() - started, [], [], plan)
+            if key is not None:
+                # only the changed keys' rows are staged; their old rows are deleted by key
+                t.only_keys(key, plan.keys)
+                step.table = sql.CHANGED_KEYS_TABLE
+                # DDL commits implicitly: the key table is made before the transaction
+                cursor.execute(sql.changed_keys_table_sql(_key_type(plan.keys)))
             loads: list[TableLoad] = []
             for spec in specs:
                 step.table, step.batch = sql.name(spec.name), "-"
@@ -267,7 +360,8 @@ def load_study(
                 mine = {ld.table for ld in loads}
                 stale = sorted(x for x in existing_tables(cursor)
                                if x.startswith(sql.FORM_TABLE_PREFIX) and x not in mine)
-            report = _transaction(cursor, write, settings, loads, stale, run_id, step)
+            report = _transaction(cursor, write, settings, loads, stale, run_id, step,
+                                  plan, applied, sql.name(key) if key else None)
         append_jsonl(Path(settings.manifest_file()), report.manifest)
         report.stage_paths = staged_paths
         report.seconds = time.perf_counter() - started
@@ -292,6 +386,19 @@ def load_study(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _delete(cursor: Any, table: str, study: str, key: str | None) -> int:
+    """Delete the study's slice of `table`, or (apply) only the rows of the changed keys."""
+    text = sql.delete_slice_sql(table) if key is None else sql.delete_keys_sql(table, key)
+    return _first_int(_fetch(cursor, text, (study,)))
+
+
+def _insert_keys(cursor: Any, keys: frozenset[Any]) -> None:
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), sql.MAX_VALUES_ROWS):
+        chunk = ordered[start:start + sql.MAX_VALUES_ROWS]
+        cursor.execute(sql.insert_changed_keys_sql(len(chunk)), chunk)
+
+
 def _transaction(
     cursor: Any,
     write: SnowflakeWrite,
@@ -300,20 +407,32 @@ def _transaction(
     stale: list[str],
     run_id: str,
     step: _Step,
+    plan: ChangePlan,
+    applied: Mapping[str, str],
+    key: str | None,
 ) -> LoadReport:
+    """The write's one transaction; `key` set means apply (delete and copy only changed keys)."""
     study = write.study_key
     loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
     manifest: list[ManifestRecord] = []
     deleted: dict[str, int] = {}
     cursor.execute("BEGIN")
     try:
+        step.table, step.batch = sql.SYNC_STATE_TABLE, "-"
+        if read_sync_state(cursor, write) != dict(applied):
+            # the plan was made against another state: committing would skip or repeat changes
+            raise RuntimeError("the sync state changed while this load was staged (another "
+                               "writer of this study?); run it again")
+        if key is not None:
+            step.table = sql.CHANGED_KEYS_TABLE
+            _insert_keys(cursor, plan.keys)
         for other in stale:
             step.table, step.batch = other, "-"
-            deleted[other] = _deleted(_fetch(cursor, sql.delete_slice_sql(other), (study,)))
+            # a form the study no longer has: its rows go (apply: those of changed records)
+            deleted[other] = _delete(cursor, other, study, key)
         for load in loads:
             step.table, step.batch = load.table, "-"
-            deleted[load.table] = _deleted(
-                _fetch(cursor, sql.delete_slice_sql(load.table), (study,)))
+            deleted[load.table] = _delete(cursor, load.table, study, key)
             if not load.files:
                 continue
             step.batch = f"{study}/{load.table}/0..{len(load.files) - 1}"
@@ -328,30 +447,47 @@ def _transaction(
                 )
                 for n, f in enumerate(load.files)
             ]
-        step.table, step.batch = sql.MANIFEST_TABLE, "-"
+        step.batch = "-"
+        if key is None:
+            rows = {ld.table: ld.rows for ld in loads}
+        else:  # the unchanged rows stayed: count what the study holds now
+            step.table = "(count)"
+            rows = _study_rows(cursor, [ld.table for ld in loads], study)
+        step.table = sql.MANIFEST_TABLE
         if manifest:
             params = [v for record in manifest for v in record.values()]
             cursor.execute(sql.insert_manifest_sql(len(manifest)), params)
+        step.table = sql.SYNC_STATE_TABLE
+        cursor.execute(sql.delete_sync_state_sql(), (write.asset_name, study))
+        if plan.tokens:
+            cursor.execute(sql.insert_sync_state_sql(len(plan.tokens)),
+                           [v for entity, token in plan.tokens.items()
+                            for v in (write.asset_name, study, entity, token)])
         step.table = "(commit)"
         cursor.execute("COMMIT")
     except BaseException:
         _rollback(cursor)
         raise
     return LoadReport(
-        rows={ld.table: ld.rows for ld in loads},
+        rows=rows,
         deleted=deleted,
         batches=len(manifest),
         seconds=0.0,
         stage_paths=[],
         manifest=manifest,
+        plan=plan,
+        loaded={ld.table: ld.rows for ld in loads},
     )
 
 
-def _deleted(rows: list[tuple]) -> int:
+def _first_int(rows: list[tuple]) -> int:
+    """The first cell of a DELETE's or COUNT's result (0 when there is none)."""
     return int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else 0
 
 
 def ensure_stage_and_manifest(cursor: Any, settings: SnowflakeLoadSettings) -> None:
+    """The stage and the load manifest table (DDL, before any load); `load_study` makes the
+    sync-state table when it is missing."""
     cursor.execute(sql.create_stage_sql(settings.stage))
     cursor.execute(sql.manifest_table_sql())
 

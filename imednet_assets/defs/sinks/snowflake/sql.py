@@ -161,6 +161,16 @@ def count_slice_sql(table: str) -> str:
     return f"SELECT COUNT(*) FROM {quote_ident(table)} WHERE {quote_ident(STUDY_COLUMN)} = %s"
 
 
+def count_slices_sql(tables: Sequence[str]) -> str:
+    """(table name, the study's rows) of every table in one statement; the study is
+    `%(study)s` (one round trip, not one per table)."""
+    return " UNION ALL ".join(
+        f"SELECT {quote_literal(t)}, COUNT(*) FROM {quote_ident(t)} "
+        f"WHERE {quote_ident(STUDY_COLUMN)} = %(study)s"
+        for t in tables
+    )
+
+
 def preview_slice_sql(table: str, columns: Sequence[str], limit: int = 5) -> str:
     cols = ", ".join(f"TO_VARCHAR({quote_ident(c)}) AS {quote_ident(c)}" for c in columns)
     return (
@@ -217,3 +227,65 @@ def insert_manifest_sql(rows: int) -> str:
     cols = ", ".join(quote_ident(c) for c, _ in MANIFEST_COLUMNS)
     one = "(" + ", ".join(["%s"] * len(MANIFEST_COLUMNS)) + ")"
     return f"INSERT INTO {quote_ident(MANIFEST_TABLE)} ({cols}) VALUES " + ", ".join([one] * rows)
+
+
+# -- incremental changes and sync state -------------------------------------------------------
+
+#: What each asset has applied, per study and lake entity: written in the same transaction as
+#: the rows, so it is exact under failures (see `sinks/changes.py`).
+SYNC_STATE_TABLE = "IMEDNET_SYNC_STATE"
+SYNC_STATE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ASSET", "VARCHAR"),
+    ("STUDY_KEY", "VARCHAR"),
+    ("ENTITY", "VARCHAR"),
+    ("LAKE_TOKEN", "VARCHAR"),
+)
+#: The changed keys of an incremental apply: a session's own temporary table, so concurrent
+#: sessions never see each other's keys and nothing is left behind when the session ends.
+CHANGED_KEYS_TABLE = "IMEDNET_CHANGED_KEYS"
+#: Snowflake takes at most 16,384 rows in one VALUES clause.
+MAX_VALUES_ROWS = 10_000
+
+
+def sync_state_table_sql() -> str:
+    return create_table_sql(SYNC_STATE_TABLE, SYNC_STATE_COLUMNS)
+
+
+def read_sync_state_sql() -> str:
+    """(ENTITY, LAKE_TOKEN) an asset (%s) stored for a study (%s)."""
+    return (
+        f'SELECT "ENTITY", "LAKE_TOKEN" FROM {quote_ident(SYNC_STATE_TABLE)} '
+        'WHERE "ASSET" = %s AND "STUDY_KEY" = %s ORDER BY "ENTITY"'
+    )
+
+
+def delete_sync_state_sql() -> str:
+    return f'DELETE FROM {quote_ident(SYNC_STATE_TABLE)} WHERE "ASSET" = %s AND "STUDY_KEY" = %s'
+
+
+def insert_sync_state_sql(rows: int) -> str:
+    """INSERT of `rows` sync-state rows (asset, study, entity, token), one `%s` per value."""
+    cols = ", ".join(quote_ident(c) for c, _ in SYNC_STATE_COLUMNS)
+    one = "(" + ", ".join(["%s"] * len(SYNC_STATE_COLUMNS)) + ")"
+    return f"INSERT INTO {quote_ident(SYNC_STATE_TABLE)} ({cols}) VALUES " + ", ".join([one] * rows)
+
+
+def changed_keys_table_sql(key_type: str) -> str:
+    """A fresh, empty temporary key table (DDL: run it before the data transaction)."""
+    return f'CREATE OR REPLACE TEMPORARY TABLE {quote_ident(CHANGED_KEYS_TABLE)} ("KEY" {key_type})'
+
+
+def insert_changed_keys_sql(rows: int) -> str:
+    """INSERT of `rows` keys, one `%s` each (at most `MAX_VALUES_ROWS`)."""
+    if not 0 < rows <= MAX_VALUES_ROWS:
+        raise ValueError(f"insert 1 to {MAX_VALUES_ROWS} keys at a time, not {rows}")
+    return f'INSERT INTO {quote_ident(CHANGED_KEYS_TABLE)} ("KEY") VALUES ' + ", ".join(
+        ["(%s)"] * rows)
+
+
+def delete_keys_sql(table: str, key: str) -> str:
+    """Delete the study's (%s) rows whose `key` is one of the changed keys."""
+    return (
+        f"DELETE FROM {quote_ident(table)} WHERE {quote_ident(STUDY_COLUMN)} = %s AND "
+        f'{quote_ident(key)} IN (SELECT "KEY" FROM {quote_ident(CHANGED_KEYS_TABLE)})'
+    )

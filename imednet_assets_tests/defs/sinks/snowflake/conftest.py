@@ -19,6 +19,10 @@ from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
 from imednet_assets.defs.sinks.snowflake.definitions import snowflake_resources
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
 from imednet_assets.local_servers.snowflake import LocalSnowflake
+from imednet_assets_tests.defs.ingest.conftest import (  # noqa: F401 - the simulator fixtures
+    imednet_env,
+    sim,
+)
 from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
 
 DATABASE = "IMEDNET"
@@ -45,6 +49,7 @@ class SnowSink:
         self.instance = dg.DagsterInstance.ephemeral()
         self.target_file_mb = 128.0
         self.batch_size = 5_000
+        self._conn: Any = None
         self.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}", schema=False)
         self.execute(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{self.schema}", schema=False)
 
@@ -86,6 +91,14 @@ class SnowSink:
             **self.server.connection_args())
 
     def execute(self, text: str, params: Any = None, *, schema: bool = True) -> list[tuple]:
+        """Run one statement; in the schema on one kept connection (a login per statement
+        would double the time of every check), else on a connection of its own."""
+        if schema:
+            if self._conn is None:
+                self._conn = self._connect()
+            cur = self._conn.cursor()
+            cur.execute(text, params)
+            return list(cur.fetchall()) if cur.description else []
         conn = self._connect(schema)
         try:
             cur = conn.cursor()
@@ -94,19 +107,43 @@ class SnowSink:
         finally:
             conn.close()
 
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def tables(self) -> list[str]:
-        """Data tables of the schema (the manifest table is a log: it grows on every load)."""
+        """Data tables of the schema (the manifest table is a log: it grows on every load; the
+        sync state says what was applied, not what the data is)."""
         names = [t for (t,) in self.execute(sql.list_tables_sql())]
-        return sorted(t for t in names if t != sql.MANIFEST_TABLE)
+        return sorted(t for t in names if t not in (sql.MANIFEST_TABLE, sql.SYNC_STATE_TABLE))
+
+    def sync_state(self) -> list[tuple]:
+        """Every stored (asset, study, entity, lake token), sorted."""
+        return sorted(self.execute(
+            f'SELECT "ASSET", "STUDY_KEY", "ENTITY", "LAKE_TOKEN" FROM "{sql.SYNC_STATE_TABLE}"'))
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.execute(sql.describe_table_sql(table))]
 
-    def dump(self, table: str, study: str | None = None) -> list[tuple]:
+    def all_columns(self) -> dict[str, list[tuple[str, str]]]:
+        """table -> its (column, type) in table order, for every table, in one query."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for table, column, ctype, precision, scale in self.execute(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE "
+            "FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
+            "ORDER BY TABLE_NAME, ORDINAL_POSITION"
+        ):
+            full = f"{ctype}({precision},{scale})" if precision is not None else ctype
+            out.setdefault(table, []).append((column, full))
+        return out
+
+    def dump(self, table: str, study: str | None = None,
+             columns: list[tuple[str, str]] | None = None) -> list[tuple]:
         """Every row (optionally of one study), sorted. Timestamps are read as text: the fakesnow
         server sends a NULL timestamp as 1970-01-01 (the table holds NULL)."""
         cols = []
-        for name, ctype in self.columns(table):
+        for name, ctype in columns if columns is not None else self.columns(table):
             col = sql.quote_ident(name)
             cols.append(f"CAST({col} AS VARCHAR)" if ctype.startswith("TIMESTAMP") else col)
         where = "" if study is None else f' WHERE "{sql.STUDY_COLUMN}" = %s'
@@ -114,13 +151,17 @@ class SnowSink:
                             None if study is None else (study,))
         return sorted(rows, key=repr)
 
-    def snapshot(self) -> dict[str, tuple[list, list[tuple]]]:
-        return {t: (self.columns(t), self.dump(t)) for t in self.tables()}
+    def snapshot(self, study: str | None = None) -> dict[str, tuple[list, list[tuple]]]:
+        """table -> (columns, rows) of every data table (optionally only one study's rows)."""
+        columns = self.all_columns()
+        return {t: (columns[t], self.dump(t, study, columns[t])) for t in self.tables()}
 
     def staged(self) -> list[str]:
         return [r[0] for r in self.execute(sql.list_stage_sql(STAGE))]
 
 
 @pytest.fixture
-def snow(tmp_path: Path, snowflake_server: LocalSnowflake) -> SnowSink:
-    return SnowSink(tmp_path, snowflake_server)
+def snow(tmp_path: Path, snowflake_server: LocalSnowflake) -> Iterator[SnowSink]:
+    sink = SnowSink(tmp_path, snowflake_server)
+    yield sink
+    sink.close()

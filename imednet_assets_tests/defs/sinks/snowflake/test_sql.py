@@ -7,9 +7,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.snowflake import sql
-from imednet_assets.defs.sinks.snowflake.loader import check_copy, stage_path
+from imednet_assets.defs.sinks.snowflake.loader import SnowflakeWrite, check_copy, stage_path
 from imednet_assets.defs.sinks.snowflake.staging import StagedFile
+from imednet_assets.defs.sinks.tabular import ENTITIES
 
 COPY_COLUMNS = [("file",), ("status",), ("rows_parsed",), ("rows_loaded",), ("error_limit",),
                 ("errors_seen",), ("first_error",)]
@@ -76,3 +78,49 @@ def test_copy_result_must_load_every_file_with_its_rows() -> None:
         check_copy(COPY_COLUMNS, [*ok, ("stage/p/f9.parquet", "LOADED", 1, 1, 1, 0, None)], files)
     with pytest.raises(ValueError, match=r"^COPY loaded no file \(Copy executed with 0 files"):
         check_copy([("status",)], [("Copy executed with 0 files processed.",)], files)
+
+
+def test_sync_state_and_changed_keys_statements() -> None:
+    assert sql.sync_state_table_sql() == (
+        'CREATE TABLE IF NOT EXISTS "IMEDNET_SYNC_STATE" ("ASSET" VARCHAR, "STUDY_KEY" VARCHAR, '
+        '"ENTITY" VARCHAR, "LAKE_TOKEN" VARCHAR)')
+    assert sql.read_sync_state_sql() == (
+        'SELECT "ENTITY", "LAKE_TOKEN" FROM "IMEDNET_SYNC_STATE" '
+        'WHERE "ASSET" = %s AND "STUDY_KEY" = %s ORDER BY "ENTITY"')
+    assert sql.delete_sync_state_sql() == (
+        'DELETE FROM "IMEDNET_SYNC_STATE" WHERE "ASSET" = %s AND "STUDY_KEY" = %s')
+    assert sql.insert_sync_state_sql(2) == (
+        'INSERT INTO "IMEDNET_SYNC_STATE" ("ASSET", "STUDY_KEY", "ENTITY", "LAKE_TOKEN") '
+        "VALUES (%s, %s, %s, %s), (%s, %s, %s, %s)")
+    assert sql.changed_keys_table_sql("NUMBER(38,0)") == (
+        'CREATE OR REPLACE TEMPORARY TABLE "IMEDNET_CHANGED_KEYS" ("KEY" NUMBER(38,0))')
+    assert sql.insert_changed_keys_sql(3) == (
+        'INSERT INTO "IMEDNET_CHANGED_KEYS" ("KEY") VALUES (%s), (%s), (%s)')
+    with pytest.raises(ValueError):
+        sql.insert_changed_keys_sql(sql.MAX_VALUES_ROWS + 1)
+    # the study always scopes the delete: other studies share ids
+    assert sql.delete_keys_sql("FORM_VS", "RECORD_ID") == (
+        'DELETE FROM "FORM_VS" WHERE "STUDY_KEY" = %s AND "RECORD_ID" IN '
+        '(SELECT "KEY" FROM "IMEDNET_CHANGED_KEYS")')
+    assert sql.count_slices_sql(["A", 'B"']) == (
+        "SELECT 'A', COUNT(*) FROM \"A\" WHERE \"STUDY_KEY\" = %(study)s UNION ALL "
+        "SELECT 'B\"', COUNT(*) FROM \"B\"\"\" WHERE \"STUDY_KEY\" = %(study)s")
+
+
+def test_each_table_family_plans_from_the_slices_it_depends_on() -> None:
+    slices = {e: LakeSlice(e, "S", Path(e), [], pa.schema([])) for e in ENTITIES}
+
+    def write(*tables: str) -> SnowflakeWrite:
+        return SnowflakeWrite("snowflake/x", "S", slices, frozenset(tables))
+
+    assert (sorted(write("subjects").change_slices()), write("subjects").keyed) == (
+        ["subjects"], ("subjects", "subject_id"))
+    assert (sorted(write("visits").change_slices()), write("visits").keyed) == (
+        ["visits"], ("visits", "visit_id"))
+    assert (sorted(write("forms", "variables").change_slices()),
+            write("forms", "variables").keyed) == (["forms", "variables"], None)
+    for records in ("records_long", "form"):
+        assert (sorted(write(records).change_slices()), write(records).keyed) == (
+            ["forms", "records", "variables"], ("records", "record_id"))
+    # tables keyed by different entities cannot be applied together
+    assert write("subjects", "visits").keyed is None

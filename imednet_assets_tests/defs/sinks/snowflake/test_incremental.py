@@ -1,0 +1,189 @@
+"""Incremental writes into a real fakesnow server from a lake the real simulator feeds through the
+ingest assets: changed keys are applied in one transaction with the sync state, an unchanged lake
+is skipped, a purge rewrites, a failed apply changes nothing, and the end state always equals a
+fresh full refresh into an empty schema.
+
+One scenario, not five tests: every step needs the state the previous one left, and each load
+into the fakesnow server costs seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow.compute as pc
+import pytest
+
+from imednet_assets.client.arrow import SCHEMAS
+from imednet_assets.defs.ingest.assets import ingest_assets
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
+from imednet_assets.defs.sinks.changes import APPLY, REWRITE, SKIP
+from imednet_assets.defs.sinks.snowflake import loader
+from imednet_assets.defs.sinks.snowflake.assets import TABLE_FAMILIES
+from imednet_assets.defs.sinks.tabular import ENTITIES
+from imednet_assets.simulator import SimulatorServer
+from imednet_assets_tests.defs.ingest.conftest import imednet_resource
+from imednet_assets_tests.defs.sinks.duckdb.conftest import (
+    record,
+    variable,
+    write_lake,
+    write_study,
+)
+from imednet_assets_tests.defs.sinks.snowflake.conftest import SnowSink
+
+pytestmark = pytest.mark.usefixtures("imednet_env")
+
+FORM_TABLES = dg.AssetKey(["snowflake", "form_tables"])
+OTHER = "B"
+
+
+def ingest(snow: SnowSink, study: str, mode: str = FULL) -> None:
+    """Refresh the study's lake slices from the simulator (full or incremental)."""
+    if study not in snow.instance.get_dynamic_partitions("study"):
+        snow.instance.add_dynamic_partitions("study", [study])
+    dg.materialize(ingest_assets, partition_key=study, instance=snow.instance,
+                   tags=mode_tags(mode),
+                   resources={"imednet": imednet_resource(),
+                              "lake_io_manager": LakeIOManager(root=str(snow.lake))})
+
+
+def ids(snow: SnowSink, entity: str, study: str) -> list[Any]:
+    column = {"subjects": "subject_id", "visits": "visit_id", "records": "record_id"}[entity]
+    lake = LakeSlice.read(snow.lake, entity, study, SCHEMAS[entity])
+    return pc.unique(lake.columns([column]).column(column)).to_pylist()
+
+
+def write_other_study(snow: SnowSink, like: str) -> None:
+    """Study B in the lake, by hand, with the subject, visit and record ids of `like`: a DELETE
+    by key that forgot the study would take B's rows too."""
+    write_study(snow.lake, OTHER, ["ZZ"], [variable(1, "ZZ", "x", "NUMBER")],
+                [record(r, "ZZ", {"x": str(r)}) for r in ids(snow, "records", like)])
+    write_lake(snow.lake, "subjects", OTHER,
+               [{"subject_id": s, "subject_key": f"B-{s}"} for s in ids(snow, "subjects", like)])
+    write_lake(snow.lake, "visits", OTHER,
+               [{"visit_id": v, "subject_key": "B-1"} for v in ids(snow, "visits", like)])
+
+
+def metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """asset name -> its materialization metadata values."""
+    out = {}
+    for name in TABLE_FAMILIES:
+        mats = result.asset_materializations_for_node(f"snowflake__{name}")
+        if mats:
+            out[name] = {k: v.value for k, v in mats[0].metadata.items()}
+    return out
+
+
+def load_all(sink: SnowSink, study: str) -> dict[str, str]:
+    """Every table family of the study from `sink`'s lake through the loader itself, as the
+    assets call it, without a Dagster run around it (seconds fewer each); asset -> plan."""
+    slices = {e: LakeSlice.read(sink.lake, e, study, SCHEMAS[e]) for e in ENTITIES}
+    conn = sink._connect()
+    try:
+        loader.ensure_stage_and_manifest(conn.cursor(), sink.settings())
+        actions = {}
+        for name, (tables, _) in TABLE_FAMILIES.items():
+            write = loader.SnowflakeWrite(f"snowflake/{name}", study, slices, tables)
+            report = loader.load_study(conn, write, sink.settings(), run_id="direct",
+                                       destination="test")
+            assert report.plan is not None
+            actions[name] = report.plan.action
+        return actions
+    finally:
+        conn.close()
+
+
+def assert_like_a_fresh_full_refresh(snow: SnowSink, study: str, tmp_path: Path) -> None:
+    """The study's rows of every table equal what a full load of the same lake into an empty
+    schema gives (sync-state and manifest tables aside; the other study's own form table holds
+    nothing of this one)."""
+    fresh = SnowSink(tmp_path / f"fresh-{len(list(tmp_path.iterdir()))}", snow.server)
+    fresh.lake = snow.lake
+    try:
+        assert set(load_all(fresh, study).values()) == {REWRITE}
+        theirs = fresh.snapshot()
+    finally:
+        fresh.close()
+    ours = snow.snapshot(study)
+    assert {t: v for t, v in ours.items() if t in theirs or v[1]} == theirs
+
+
+def manifest_run_ids(snow: SnowSink) -> set[str]:
+    return {json.loads(x)["run_id"] for x in snow.manifest.read_text().splitlines()}
+
+
+def test_incremental_writes_equal_a_fresh_full_refresh(
+    sim: SimulatorServer, snow: SnowSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = sorted(sim.stats())[0]
+    ingest(snow, study)
+    write_other_study(snow, study)
+    for key in (study, OTHER):
+        assert set(load_all(snow, key).values()) == {REWRITE}
+    other_rows = snow.snapshot(OTHER)
+    other_state = [r for r in snow.sync_state() if r[1] == OTHER]
+
+    # records modified, added and soft-deleted, a subject deleted upstream
+    sim.advance(study_key=study, modify=2, add=1, delete=1, delete_subjects=1)
+    ingest(snow, study, INCREMENTAL)
+
+    # 1. a failure between the DELETE of the changed keys and the COPY commits nothing
+    before, state = snow.snapshot(), snow.sync_state()
+    deleted: list[str] = []
+
+    def fail(cursor: Any, load: loader.TableLoad) -> None:
+        deleted.append(load.table)
+        raise RuntimeError("injected failure between DELETE and COPY")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loader, "_before_copy", fail)
+        failed = snow.run(study, raise_on_error=False, selection=[FORM_TABLES])
+    assert not failed.success and deleted
+    text = failed.failure_data_for_node("snowflake__form_tables").user_failure_data.description
+    assert "injected failure between DELETE and COPY" in text
+    assert "nothing of this load was committed" in text
+    assert snow.snapshot() == before and snow.sync_state() == state
+    assert snow.staged() == [] and failed.run_id not in manifest_run_ids(snow)
+
+    # 2. the changed keys are applied: deleted and copied in again, the rest left alone
+    meta = metadata(snow.run(study))
+    assert {n: m["mode"] for n, m in meta.items()} == {
+        "subjects": APPLY, "visits": meta["visits"]["mode"], "dictionary": SKIP,
+        "records_long": APPLY, "form_tables": APPLY}
+    form = meta["form_tables"]
+    assert (form["mode_reason"], form["keys_changed"]) == ("4 changed records", 4)
+    # 3 records that were there are replaced, the added one is new
+    assert (form["rows_deleted"], form["rows_inserted"]) == (3, 4)
+    assert form["dagster/row_count"] == sim.stats()[study]["records"]
+    assert meta["subjects"]["rows_deleted"] == meta["subjects"]["rows_inserted"] >= 1
+    assert meta["dictionary"]["mode_reason"] == "already holds the lake's state"
+    assert snow.staged() == []
+    assert_like_a_fresh_full_refresh(snow, study, tmp_path)
+
+    # 3. nothing changed since: every asset skips, no row moves, nothing is staged or loaded
+    before, state, runs = snow.snapshot(), snow.sync_state(), manifest_run_ids(snow)
+    meta = metadata(snow.run(study))
+    assert {m["mode"] for m in meta.values()} == {SKIP}
+    assert all((m["stage_paths"], m["batches"], m["rows_inserted"], m["rows_deleted"])
+               == ([], 0, 0, 0) for m in meta.values())
+    assert meta["form_tables"]["dagster/row_count"] == sim.stats()[study]["records"]
+    assert snow.snapshot() == before and snow.sync_state() == state
+    assert manifest_run_ids(snow) == runs
+
+    # 4. a purge cannot be seen through the change log: the lake and the tables rewrite
+    sim.advance(study_key=study, purge=1)
+    ingest(snow, study, INCREMENTAL)
+    meta = metadata(snow.run(study))
+    assert meta["form_tables"]["mode"] == meta["records_long"]["mode"] == REWRITE
+    assert meta["form_tables"]["mode_reason"] == (
+        "the records change log does not reach back to the applied state")
+    assert meta["subjects"]["mode"] == SKIP
+    assert_like_a_fresh_full_refresh(snow, study, tmp_path)
+
+    # 5. the other study (same ids) kept its rows and its sync state through all of it
+    assert snow.snapshot(OTHER) == other_rows
+    assert [r for r in snow.sync_state() if r[1] == OTHER] == other_state
