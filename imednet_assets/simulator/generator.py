@@ -445,6 +445,9 @@ def _generate_record_arrays(st: StudyData, rng: np.random.Generator) -> None:
     st.arrays.update(
         subj=subj, form=slot_form[slot], interval=interval, visit=visit, parent=parent,
         unv=slot_unv[slot], created=created, modified=modified, base_rev=rev.copy(), rev=rev,
+        # the generated history's last save: base revisions are dated from it, and an audit
+        # trail entry never changes when the record is saved again
+        base_modified=modified.copy(),
         deleted=deleted, purged=np.zeros(n, dtype=bool),
         complete=rng.random(n) < 0.8,
     )
@@ -508,7 +511,7 @@ def base_revision_row(st: StudyData, j: int, b: int, k: int) -> dict:
     """Revision `k` (1-based) of base record `b`, the `j`-th base revision of the study."""
     a = st.arrays
     total = int(a["base_rev"][b])
-    c, m = int(a["created"][b]), int(a["modified"][b])
+    c, m = int(a["created"][b]), int(a["base_modified"][b])
     when = c if total == 1 else c + (m - c) * (k - 1) // (total - 1)
     return revision_row(st, (st.no + 1) * 100_000_000 + j + 1, b, k, when,
                         _USERS[(b + k) % len(_USERS)][0], "" if k == 1 else _REASONS[b % 4])

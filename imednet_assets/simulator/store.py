@@ -321,7 +321,8 @@ class SimulatorStore:
                        parent: int, unv: int) -> int:
         a = state.st.arrays
         new = {"subj": s, "form": form, "interval": interval, "parent": parent, "unv": unv,
-               "created": self.clock, "modified": self.clock, "base_rev": 0, "rev": 0,
+               "created": self.clock, "modified": self.clock, "base_modified": self.clock,
+               "base_rev": 0, "rev": 0,
                "deleted": False, "purged": False, "complete": False,
                "visit": 0 if interval < 0 else state.st.visit_off
                + s * gen.N_INTERVALS + interval + 1}

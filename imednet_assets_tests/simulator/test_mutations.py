@@ -137,3 +137,12 @@ def test_advance_without_tick_keeps_the_second(msim, mclient):
     second = msim.advance(study_key=STUDY, modify=1, tick=False)["modified"]
     after = {r["recordId"]: r for r in fetch_all(mclient, f"{BASE}/records")}
     assert after[first[0]]["dateModified"] == after[second[0]]["dateModified"]
+
+
+def test_the_audit_trail_never_changes_when_records_are_saved_again(msim, mclient):
+    before = {r["recordRevisionId"]: r for r in fetch_all(mclient, f"{BASE}/recordRevisions")}
+    out = msim.advance(study_key=STUDY, modify=20)
+    after = {r["recordRevisionId"]: r for r in fetch_all(mclient, f"{BASE}/recordRevisions")}
+    assert {k: after[k] for k in before} == before
+    assert sorted({r["recordId"] for k, r in after.items() if k not in before}) == sorted(
+        out["modified"])
