@@ -210,3 +210,65 @@ def index_statements(
         else:
             raise ValueError(f"unknown Cypher dialect {dialect!r}; expected one of {DIALECTS}")
     return statements
+
+
+# -- incremental apply and sync state ---------------------------------------------------------
+
+#: The label of the node holding what a graph asset last applied for one study; it has no
+#: `study_key`, so nothing that selects a study's data (the sweep, checks, counts) sees it.
+SYNC_STATE = "SyncState"
+
+
+def node_keys_by_id_query(spec: NodeSpec, id_property: str) -> str:
+    """The `node_key` of the study's `spec` nodes whose `id_property` is one of `$ids` (where a
+    changed lake row's node is now, even when its natural key changed)."""
+    return (
+        f"MATCH (n:{quote(spec.label)} {{{STUDY_KEY}: $study_key}}) "
+        f"WHERE n.{quote(id_property)} IN $ids RETURN n.{NODE_KEY}"
+    )
+
+
+def undeclared_variables_query() -> str:
+    """The `node_key` of the study's Variable nodes for record-data keys the dictionary lacks."""
+    return (
+        f"MATCH (n:{quote(VARIABLE.label)} {{{STUDY_KEY}: $study_key}}) "
+        f"WHERE n.in_dictionary = false RETURN n.{NODE_KEY}"
+    )
+
+
+def delete_nodes_query(spec: NodeSpec) -> str:
+    """Delete the `spec` nodes whose `node_key` is one of `$keys`, with their relationships."""
+    return (
+        f"UNWIND $keys AS k MATCH (x:{quote(spec.label)} {{{NODE_KEY}: k}}) "
+        "DETACH DELETE x RETURN count(*) AS deleted"
+    )
+
+
+def delete_stale_rels_at_query(spec: RelSpec, side: str) -> str:
+    """Delete the `spec` relationships at the nodes `$keys` (on the `source` or `target` side)
+    not written by this apply: those the changed rows no longer give."""
+    if side not in ("source", "target"):
+        raise ValueError(f"side must be source or target, got {side!r}")
+    at = f" {{{NODE_KEY}: k}}"
+    a = quote(spec.source.label) + (at if side == "source" else "")
+    b = quote(spec.target.label) + (at if side == "target" else "")
+    return (
+        f"UNWIND $keys AS k MATCH (a:{a})-[x:{quote(spec.type)}]->(b:{b}) "
+        f"WHERE {_STALE} DELETE x RETURN count(*) AS deleted"
+    )
+
+
+def read_sync_state_query() -> str:
+    return f"MATCH (s:{SYNC_STATE} {{sync_key: $sync_key}}) RETURN s.tokens"
+
+
+def store_sync_state_query() -> str:
+    """Tokens as JSON text: neither Neo4j nor FalkorDB stores a map as a property value."""
+    return (
+        f"MERGE (s:{SYNC_STATE} {{sync_key: $sync_key}}) "
+        "SET s.asset = $asset, s.study = $study, s.tokens = $tokens RETURN count(s)"
+    )
+
+
+def clear_sync_state_query() -> str:
+    return f"MATCH (s:{SYNC_STATE} {{sync_key: $sync_key}}) DELETE s RETURN count(*)"

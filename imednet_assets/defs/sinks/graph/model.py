@@ -11,7 +11,7 @@ false`), so the safe-name mapping of every property is kept in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -36,6 +36,11 @@ ENTITY_OF: dict[str, str] = {
     "Subject": "subjects", "Visit": "visits", "Record": "records",
 }  # fmt: skip
 ENTITIES: tuple[str, ...] = tuple(ENTITY_OF.values())
+#: The node spec of each lake entity.
+SPEC_OF: dict[str, c.NodeSpec] = {ENTITY_OF[spec.label]: spec for spec in c.NODES}
+#: Entities whose changed rows an incremental apply merges by key; a change of any other input
+#: (the study, sites, forms, the dictionary) rewrites the study's graph.
+KEYED_ENTITIES: tuple[str, ...] = ("records", "subjects", "visits")
 _RECORD_KEYS = ["record_id", "subject_key", "visit_id", "form_key", "parent_record_id", "deleted"]
 _NO_PROPS = frozenset({"record_data"})
 #: What names a row of each entity in an error message.
@@ -167,14 +172,15 @@ class StudyGraph:
         return props
 
     def _live_record_arrays(
-        self, columns: list[str] | None, size: int = 10_000
+        self, columns: list[str] | None, size: int = 10_000, where: pc.Expression | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """The study's live records, batch by batch, as Arrow (only `columns`)."""
+        """The study's live records (those matching `where`), batch by batch, as Arrow (only
+        `columns`)."""
         lake = self.slices["records"]
         if not lake.files:
             return
         read = None if columns is None else sorted({*columns, "deleted"})
-        for batch in lake.dataset().to_batches(columns=read, batch_size=size):
+        for batch in lake.dataset().to_batches(columns=read, batch_size=size, filter=where):
             live = batch.filter(pc.invert(pc.fill_null(batch.column("deleted"), False)))
             if live.num_rows:
                 yield live
@@ -193,6 +199,11 @@ class StudyGraph:
             for rows in self._record_batches(None, size):
                 yield node_batch([self._with_key(spec, self.record_node(r)) for r in rows])
             return
+        for chunk in _chunks(self._small_nodes(spec), size):
+            yield node_batch(chunk)
+
+    def _small_nodes(self, spec: c.NodeSpec) -> list[dict[str, Any]]:
+        """Every `spec` node of the study but records (the small entities, read whole)."""
         build = {
             "Study": lambda: [self._study_node()],
             "Site": lambda: [entity_props(r) for r in self.sites],
@@ -201,24 +212,85 @@ class StudyGraph:
             "Subject": lambda: [entity_props(r) for r in self.subjects],
             "Visit": lambda: [entity_props(r) for r in self.visits],
         }[spec.label]
-        for chunk in _chunks([self._with_key(spec, p) for p in build()], size):
-            yield node_batch(chunk)
+        return [self._with_key(spec, p) for p in build()]
 
     # -- checks -----------------------------------------------------------------------------
 
-    def nul_location(self) -> str | None:
+    def nul_location(self, changed: Mapping[str, Collection[Any]] | None = None) -> str | None:
         """Where the first NUL character sits in a string the graph would get (live rows only),
-        e.g. "record 7, variable 'note'", or None. Vectorised: one Arrow pass per slice."""
+        e.g. "record 7, variable 'note'", or None. Vectorised: one Arrow pass per slice.
+        With `changed` (entity -> changed ids) only those rows are looked at: the others were
+        written before, so they hold none."""
         for entity, lake in self.slices.items():
-            if not lake.files:
+            if not lake.files or (changed is not None and entity not in changed):
                 continue
-            for batch in lake.dataset().to_batches(batch_size=10_000):
+            where = None if changed is None else self._id_filter(entity, changed[entity])
+            for batch in lake.dataset().to_batches(batch_size=10_000, filter=where):
                 if "deleted" in batch.schema.names:
                     batch = batch.filter(pc.invert(pc.fill_null(batch.column("deleted"), False)))
                 found = _nul_in_batch(entity, batch)
                 if found:
                     return found
         return None
+
+    # -- incremental apply ------------------------------------------------------------------
+
+    def id_column(self, entity: str) -> str:
+        """The column the lake's change log names `entity`'s rows by (`record_id`, ...)."""
+        manifest = self.slices[entity].manifest
+        if manifest is None:  # the plan rewrites such a slice: nothing names its changes
+            raise ValueError(f"the {entity} slice of study {self.study_key} has no change log")
+        return manifest.key_column
+
+    def _id_filter(self, entity: str, ids: Collection[Any]) -> pc.Expression:
+        column = self.id_column(entity)
+        lake = self.slices[entity]
+        return pc.field(column).isin(pa.array(sorted(ids), lake.schema.field(column).type))
+
+    def changed_node_keys(self, entity: str, ids: Collection[Any]) -> set[str]:
+        """`node_key`s of the lake rows with these ids, deleted ones too (their node goes)."""
+        spec = SPEC_OF[entity]
+        lake = self.slices[entity]
+        if not lake.files or not ids:
+            return set()
+        table = lake.dataset().to_table(columns=list(spec.keys),
+                                        filter=self._id_filter(entity, ids))
+        keys = zip(*(table.column(k).to_pylist() for k in spec.keys), strict=True)
+        return {node_key(self.study_key, *values) for values in keys if None not in values}
+
+    def undeclared_keys(self) -> set[str]:
+        """`node_key`s of the Variable nodes for record-data keys the dictionary lacks."""
+        return {node_key(self.study_key, form, key) for form, key in self.undeclared}
+
+    def nodes_among(
+        self, spec: c.NodeSpec, keys: Collection[str], size: int
+    ) -> Iterator[NodeBatch]:
+        """Batches of the study's `spec` nodes whose `node_key` is one of `keys` (those the
+        source still gives, live: the others are to be deleted)."""
+        wanted = set(keys)
+        if spec == c.RECORD:
+            ids = pa.array(sorted(orjson.loads(k)[1] for k in wanted),
+                           self.slices["records"].schema.field("record_id").type)
+            where = pc.field("record_id").isin(ids)
+            for batch in self._live_record_arrays(None, size, where):
+                yield node_batch([self._with_key(spec, self.record_node(r))
+                                  for r in batch.to_pylist()])
+            return
+        mine = [p for p in self._small_nodes(spec) if p[c.NODE_KEY] in wanted]
+        for chunk in _chunks(mine, size):
+            yield node_batch(chunk)
+
+    def rels_at(self, spec: c.RelSpec, touched: Mapping[str, Collection[str]],
+                size: int) -> Iterator[list[list[str]]]:
+        """Batches of the study's `spec` relationships with an end among the `touched` node
+        keys (label -> keys): every relationship a changed node has now."""
+        sources = set(touched.get(spec.source.label, ()))
+        targets = set(touched.get(spec.target.label, ()))
+        if not sources and not targets:
+            return
+        pairs = [p for batch in self.rels(spec, size) for p in batch
+                 if p[0] in sources or p[1] in targets]
+        yield from _chunks(pairs, size)
 
     # -- relationships ----------------------------------------------------------------------
 

@@ -9,15 +9,25 @@ Order and why:
 The graph is never emptier than the source during a replay; a replay that dies half way leaves a
 mix of old and new that the next replay of the study sweeps (its stamp differs from both).
 Only nodes with this `study_key` (and relationships starting at them) are ever touched.
+
+Incremental (`sync`): a `SyncState` node per asset and study keeps the lake tokens the graph was
+last built from, set after the write (and removed before a rewrite, so a rewrite dying half way
+is followed by another). The lake's change logs then decide: skip (nothing read or written),
+apply (`apply`: the nodes of the changed records, subjects and visits, and every relationship
+at them, merged under a new stamp; their relationships with another stamp, and their nodes the
+source no longer gives, deleted) or rewrite (the replay above, stamps and sweep unchanged:
+nodes an apply stamped differ from the rewrite's stamp like any other).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from imednet_assets.defs.sinks.common import (
     DestinationError,
@@ -26,7 +36,8 @@ from imednet_assets.defs.sinks.common import (
     with_retries,
 )
 from imednet_assets.defs.sinks.graph import cypher as c
-from imednet_assets.defs.sinks.graph.model import StudyGraph
+from imednet_assets.defs.sinks.graph.model import ENTITY_OF, KEYED_ENTITIES, SPEC_OF, StudyGraph
+from imednet_assets.defs.sinks.graph.sync_plan import APPLY, SKIP, KeyedPlan, plan_keyed
 from imednet_assets.defs.sinks.graph.transport import GraphTransport
 from imednet_assets.settings import redact
 
@@ -51,6 +62,11 @@ class GraphStats:
     def total(self, kind: str, what: str) -> int:
         return sum(getattr(n, what) for n in getattr(self, kind).values())
 
+    def updated(self, kind: str) -> int:
+        """Written again with other content (neither new nor found unchanged)."""
+        return (self.total(kind, "written") - self.total(kind, "created")
+                - self.total(kind, "unchanged"))
+
 
 def after_batch(step: str, batch: int) -> None:
     """Seam after each written batch (tests kill the server here); does nothing."""
@@ -58,6 +74,16 @@ def after_batch(step: str, batch: int) -> None:
 
 def new_load_id() -> str:
     return uuid.uuid4().hex
+
+
+def sync_key(asset_name: str, study_key: str) -> str:
+    return f"{asset_name}/{study_key}"
+
+
+def _chunks(values: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
 
 
 class StudyWriter:
@@ -97,17 +123,26 @@ class StudyWriter:
         for statement in c.index_statements(self.transport.dialect, existing=existing):
             self._run(statement, {}, where)
 
-    def write(self, graph: StudyGraph, load_id: str | None = None) -> GraphStats:
+    def refuse_nul(self, graph: StudyGraph,
+                   changed: Mapping[str, Collection[Any]] | None = None) -> None:
+        """Refuse the study whole, before anything moves, when the server cannot store one of
+        its strings (a NUL over FalkorDB); `changed` limits the look to the changed rows."""
+        if not self.transport.carries_nul and (found := graph.nul_location(changed)):
+            raise DestinationError(
+                f"{self.transport.destination}: study {graph.study_key}, {found}: holds a NUL "
+                "character (\\x00), which this server cannot store; nothing was written")
+
+    def write(self, graph: StudyGraph, load_id: str | None = None, *,
+              checked: bool = False) -> GraphStats:
+        """Replay the whole study (see the module doc); `checked`: `refuse_nul` already ran."""
         study = graph.study_key
         load_id = load_id or new_load_id()
         size, upsert = self.settings.batch_size, self.settings.upsert
         stats = GraphStats()
         start = time.perf_counter()
         where = f"{self.transport.destination}: study {study}"
-        if not self.transport.carries_nul and (found := graph.nul_location()):
-            raise DestinationError(
-                f"{where}, {found}: holds a NUL character (\\x00), which this server cannot "
-                "store; nothing was written")
+        if not checked:
+            self.refuse_nul(graph)
         self.ensure_indexes(study)
         base = {"study_key": study, "load_id": load_id}
 
@@ -148,6 +183,13 @@ class StudyWriter:
         stats.seconds = time.perf_counter() - start
         return stats
 
+    def count_nodes(self, study: str) -> dict[str, int]:
+        """label -> the study's nodes of it (one indexed count per label)."""
+        what = f"{self.transport.destination}: study {study}, counting nodes"
+        return {spec.label: int(self._run(c.count_nodes_query(spec), {"study_key": study},
+                                          what)[0][0] or 0)
+                for spec in c.NODES}
+
     def _sweep(self, query: str, base: dict, what: str, stats: GraphStats) -> int:
         """Run a `LIMIT $limit` delete until it deletes less than a batch."""
         limit = self.settings.batch_size
@@ -158,3 +200,128 @@ class StudyWriter:
             total += deleted
             if deleted < limit:
                 return total
+
+    # -- incremental ----------------------------------------------------------------------
+
+    def sync(self, graph: StudyGraph, asset_name: str) -> tuple[KeyedPlan, GraphStats]:
+        """Bring the study's subgraph to the lake's state: skip, apply or rewrite as the stored
+        sync state and the lake's change logs say; the new state is set last."""
+        study = graph.study_key
+        applied = self.read_sync_state(asset_name, study)
+        plan = plan_keyed(graph.slices, applied, KEYED_ENTITIES)
+        if plan.action == SKIP:
+            return plan, GraphStats()
+        if plan.action == APPLY:
+            stats = self.apply(graph, plan.keys)
+        else:
+            self.refuse_nul(graph)  # a refused study keeps its graph and state as they are
+            if applied:  # a rewrite dying half way must not leave a state claiming the old end
+                self._run(c.clear_sync_state_query(), {"sync_key": sync_key(asset_name, study)},
+                          f"{self.transport.destination}: study {study}, clearing the sync state")
+            stats = self.write(graph, checked=True)
+        self._run(c.store_sync_state_query(),
+                  {"sync_key": sync_key(asset_name, study), "asset": asset_name, "study": study,
+                   "tokens": orjson.dumps(plan.tokens, option=orjson.OPT_SORT_KEYS).decode()},
+                  f"{self.transport.destination}: study {study}, storing the sync state")
+        return plan, stats
+
+    def read_sync_state(self, asset_name: str, study: str) -> dict[str, str]:
+        """entity -> lake token the study's subgraph was last built from ({} when none)."""
+        rows = self._run(c.read_sync_state_query(), {"sync_key": sync_key(asset_name, study)},
+                         f"{self.transport.destination}: study {study}, reading the sync state")
+        return dict(orjson.loads(rows[0][0])) if rows and rows[0][0] else {}
+
+    def apply(self, graph: StudyGraph, changed: Mapping[str, Collection[Any]],
+              load_id: str | None = None) -> GraphStats:
+        """Merge what the changed lake rows (entity -> ids; records, subjects, visits) touch;
+        see the module doc. Ends in the graph a rewrite of the same lake would give."""
+        study = graph.study_key
+        load_id = load_id or new_load_id()
+        size = self.settings.batch_size
+        stats = GraphStats()
+        start = time.perf_counter()
+        where = f"{self.transport.destination}: study {study}"
+        self.refuse_nul(graph, changed)
+        self.ensure_indexes(study)
+        base = {"study_key": study, "load_id": load_id}
+        touched = self._touched(graph, changed, where)
+
+        written: dict[str, set[str]] = {}
+        for spec in c.NODES:
+            if not touched.get(spec.label):
+                continue
+            counts = stats.nodes.setdefault(spec.label, Counts())
+            mine = written.setdefault(spec.label, set())
+            for i, batch in enumerate(graph.nodes_among(spec, touched[spec.label], size)):
+                what = f"{where}, changed {spec.label} nodes batch {i + 1} ({len(batch.rows)} rows)"
+                # always MERGE (the insert mode's CREATE would duplicate the nodes that stay)
+                result = self._run(c.write_nodes_query(spec, batch.columns, upsert=True),
+                                   {**base, "rows": batch.rows}, what)
+                n, created, unchanged = (int(v or 0) for v in result[0])
+                counts.written += n
+                counts.created += created
+                counts.unchanged += unchanged
+                mine.update(row[0] for row in batch.rows)  # node_key is the first column
+                stats.batches += 1
+                after_batch(spec.label, i + 1)
+
+        for rel in c.RELS:
+            if not (touched.get(rel.source.label) or touched.get(rel.target.label)):
+                continue
+            counts = stats.rels.setdefault(rel.name, Counts())
+            for i, pairs in enumerate(graph.rels_at(rel, touched, size)):
+                what = f"{where}, changed {rel.name} relationships batch {i + 1}"
+                n, created = (int(v or 0) for v in self._run(
+                    c.write_rels_query(rel, upsert=True), {**base, "rows": pairs}, what)[0])
+                counts.written += n
+                counts.created += created
+                stats.batches += 1
+                after_batch(rel.name, i + 1)
+            counts.unchanged = counts.written - counts.created
+            # relationships a changed node had and no longer has: another stamp
+            for side, label in (("source", rel.source.label), ("target", rel.target.label)):
+                for keys in _chunks(written.get(label, ()), size):
+                    counts.deleted += int(self._run(
+                        c.delete_stale_rels_at_query(rel, side), {**base, "keys": keys},
+                        f"{where}, removing changed {rel.name}")[0][0] or 0)
+                    stats.batches += 1
+
+        for spec in reversed(c.NODES):
+            gone = touched.get(spec.label, set()) - written.get(spec.label, set())
+            counts = stats.nodes.setdefault(spec.label, Counts())
+            for keys in _chunks(gone, size):
+                counts.deleted += int(self._run(
+                    c.delete_nodes_query(spec), {"keys": keys},
+                    f"{where}, removing deleted {spec.label} nodes")[0][0] or 0)
+                stats.batches += 1
+        stats.seconds = time.perf_counter() - start
+        return stats
+
+    def _touched(self, graph: StudyGraph, changed: Mapping[str, Collection[Any]],
+                 where: str) -> dict[str, set[str]]:
+        """label -> `node_key`s an apply must bring to the source's state: the changed rows'
+        nodes as the lake names them and as the graph holds them (a natural key may have
+        changed), and, when records changed, every undeclared Variable the lake or the graph
+        has. Not only those that came or went: an apply that died after a new one's node but
+        before its relationship would leave it without one on the next run (they are few)."""
+        touched: dict[str, set[str]] = {}
+        for entity, ids in changed.items():
+            if not ids:
+                continue
+            spec = SPEC_OF[entity]
+            keys = touched.setdefault(spec.label, set())
+            keys |= graph.changed_node_keys(entity, ids)
+            id_column = graph.id_column(entity)
+            if spec.keys == (id_column,):
+                continue  # the id is the node's key (records, visits): it cannot have moved
+            query = c.node_keys_by_id_query(spec, id_column)
+            for chunk in _chunks(ids, self.settings.batch_size):
+                rows = self._run(query, {"study_key": graph.study_key, "ids": chunk},
+                                 f"{where}, finding changed {ENTITY_OF[spec.label]}")
+                keys.update(row[0] for row in rows)
+        if changed.get("records"):
+            rows = self._run(c.undeclared_variables_query(), {"study_key": graph.study_key},
+                             f"{where}, reading undeclared variables")
+            have = {row[0] for row in rows}
+            touched.setdefault(c.VARIABLE.label, set()).update(have | graph.undeclared_keys())
+        return touched

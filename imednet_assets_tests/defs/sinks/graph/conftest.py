@@ -15,12 +15,14 @@ import pytest
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.graph.assets import build_graph_asset
+from imednet_assets.defs.sinks.graph.cypher import SYNC_STATE
 from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
 from imednet_assets.defs.sinks.graph.model import ENTITIES
 from imednet_assets.defs.sinks.graph.properties import LOAD_ID
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
 from imednet_assets.local_servers import free_port
 from imednet_assets.local_servers.falkordb import FalkorServer, free_bolt_port
+from imednet_assets_tests.defs.ingest.conftest import imednet_env, sim  # noqa: F401 - fixtures
 from imednet_assets_tests.defs.sinks.duckdb.conftest import variable, write_lake
 
 __all__ = ["FalkorServer", "free_bolt_port", "free_port"]
@@ -44,13 +46,17 @@ def _node_key(props: dict[str, Any]) -> str:
                         option=orjson.OPT_SORT_KEYS).decode()
 
 
-def snapshot(server: FalkorServer, graph: str, study: str | None = None) -> dict[str, list]:
+def snapshot(server: FalkorServer, graph: str, study: str | None = None, *,
+             sync_state: bool = True) -> dict[str, list]:
     """The whole graph (or the part reachable from one study's nodes): every node as labels +
     properties and every relationship as type + both endpoints' properties, sorted, with
     `load_id` left out (the only thing that differs between a replay and a clean run).
-    Duplicates stay visible: lists, not sets."""
+    Duplicates stay visible: lists, not sets. `sync_state=False` leaves the SyncState nodes
+    out (they name the lake's lineage, which differs between two lakes)."""
     g = server.client().select_graph(graph)
-    where = "WHERE n.study_key = $study" if study else ""
+    conditions = (["n.study_key = $study"] if study else []) + (
+        [] if sync_state else [f"NOT n:{SYNC_STATE}"])
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     nodes = g.query(f"MATCH (n) {where} RETURN labels(n), properties(n)",
                     {"study": study}).result_set
     rels = g.query(f"MATCH (n)-[r]->(m) {where} RETURN type(r), properties(n), properties(m), "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
 from imednet_assets.defs.lake.io_manager import LakeIOManager
@@ -96,13 +97,12 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, name: str) -> di
     return {k: v.value for k, v in event.metadata.items()}
 
 
-def write_logged(root: Path, entity: str, study: str, rows: list[dict],
-                 keys: list[Any] | None = None) -> str:
-    """`write_lake` plus the manifest the lake would give the slice: a full write (a first one
-    starts a lineage), or with `keys` an incremental merge of those keys. Returns the token."""
+def stamp_manifest(root: Path, entity: str, study: str, before: SliceManifest | None = None,
+                   keys: list[Any] | None = None) -> str:
+    """Give the slice on disk the manifest the lake would: a first write (new lineage) without
+    `before`, else a full write after `before`, or with `keys` an incremental merge of them.
+    Returns the slice's token."""
     folder = study_dir(root, entity, study)
-    before = SliceManifest.read(folder)
-    write_lake(root, entity, study, rows)
     key_column = {"records": "record_id", "subjects": "subject_id", "visits": "visit_id"}.get(
         entity, f"{entity}_id")
     if before is None:
@@ -111,6 +111,15 @@ def write_logged(root: Path, entity: str, study: str, rows: list[dict],
         manifest = before.after_full(0, None)
     else:
         manifest = before.after_merge(0, None, keys)
-    manifest = dataclasses.replace(manifest, rows=len(rows))
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in folder.rglob("*.parquet"))
+    manifest = dataclasses.replace(manifest, rows=rows)
     manifest.write(folder)
     return manifest.token
+
+
+def write_logged(root: Path, entity: str, study: str, rows: list[dict],
+                 keys: list[Any] | None = None) -> str:
+    """`write_lake` plus the manifest the lake would give the slice (see `stamp_manifest`)."""
+    before = SliceManifest.read(study_dir(root, entity, study))
+    write_lake(root, entity, study, rows)
+    return stamp_manifest(root, entity, study, before, keys)

@@ -13,6 +13,7 @@ import pytest
 from imednet_assets.defs.ingest.assets import ingest_assets
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
+from imednet_assets.defs.sinks.mongodb import writer
 from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
 from imednet_assets.defs.sinks.mongodb.writer import SYNC_STATE_COLLECTION
 from imednet_assets_tests.defs.ingest.conftest import imednet_resource
@@ -28,13 +29,15 @@ from imednet_assets_tests.defs.sinks.mongodb.conftest import (
 pytestmark = pytest.mark.usefixtures("imednet_env")
 COLLECTIONS = ("records", "subjects")
 COUNTS = ("documents_inserted", "documents_updated", "documents_deleted", "documents_written")
+#: Only the lake entities the collections are built from are ingested (keeps the test short).
+INGEST = [a for a in ingest_assets if a.key.path[-1] in ("records", "subjects", "visits")]
 
 
 def refresh(sink: MongoSink, study: str, mode: str) -> dg.ExecuteInProcessResult:
     """Ingest the study into the sink's lake (`mode`), then write it to MongoDB."""
     if study not in sink.instance.get_dynamic_partitions("study"):
         sink.instance.add_dynamic_partitions("study", [study])
-    return dg.materialize([*ingest_assets, *mongodb_assets], partition_key=study,
+    return dg.materialize([*INGEST, *mongodb_assets], partition_key=study,
                           instance=sink.instance, tags=mode_tags(mode),
                           resources={"imednet": imednet_resource(), **sink.resources()})
 
@@ -159,3 +162,37 @@ def test_a_visit_moving_rewrites_both_subjects_and_a_key_gone_is_deleted(
     for collection in COLLECTIONS:
         assert without_export_time(clean.docs(collection)) == without_export_time(
             sink.docs(collection)), collection
+
+
+def test_an_apply_dying_half_way_is_applied_again(
+    tmp_path: Path, mongo: MongoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state is stored after the documents: a failure in between leaves the old state, so
+    the next run applies the same keys again and ends exact."""
+    sink = MongoSink(tmp_path, mongo)
+    subjects = [{"subject_id": 1, "subject_key": "S-1"}]
+    write_logged(sink.lake, "subjects", "A", subjects)
+    write_logged(sink.lake, "visits", "A", [{"visit_id": 10, "subject_key": "S-1"}])
+    write_logged(sink.lake, "records", "A", [record(i, "F0", {"n": str(i)}) for i in (1, 2)])
+    sink.run("A")
+    state = sync_state(sink)
+
+    write_logged(sink.lake, "records", "A", [record(1, "F0", {"n": "10"}),
+                                             record(2, "F0", {"n": "20"})], keys=[1, 2])
+
+    def boom(collection: str, batch: int) -> None:
+        raise RuntimeError("killed after the first batch")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(writer, "_after_batch", boom)
+        assert not sink.run("A", raise_on_error=False, batch_size=1).success
+    assert sync_state(sink) == state  # still the old tokens
+    assert [d["record_data"]["n"] for d in sink.docs("records")] == ["10", "2"]
+
+    meta = materialization_metadata(sink.run("A"), "records")
+    assert (meta["mode"], meta["documents_updated"], meta["documents_unchanged"]) == (
+        "apply", 1, 1)
+    clean = MongoSink(tmp_path, mongo, database="clean")
+    clean.run("A")
+    assert without_export_time(clean.docs("records")) == without_export_time(
+        sink.docs("records"))
