@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import dagster as dg
 
 from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.changes import APPLY, KeyedPlan
 from imednet_assets.defs.sinks.common import DestinationError
 from imednet_assets.defs.sinks.graph.model import StudyGraph
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
-from imednet_assets.defs.sinks.graph.sync_plan import APPLY, KeyedPlan
 from imednet_assets.defs.sinks.graph.writer import GraphStats, StudyWriter
 
 

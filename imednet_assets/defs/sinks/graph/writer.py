@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from imednet_assets.defs.sinks.changes import APPLY, SKIP, KeyedPlan, plan_keyed
 from imednet_assets.defs.sinks.common import (
     DestinationError,
     WriteSettings,
@@ -37,7 +38,6 @@ from imednet_assets.defs.sinks.common import (
 )
 from imednet_assets.defs.sinks.graph import cypher as c
 from imednet_assets.defs.sinks.graph.model import ENTITY_OF, KEYED_ENTITIES, SPEC_OF, StudyGraph
-from imednet_assets.defs.sinks.graph.sync_plan import APPLY, SKIP, KeyedPlan, plan_keyed
 from imednet_assets.defs.sinks.graph.transport import GraphTransport
 from imednet_assets.settings import redact
 

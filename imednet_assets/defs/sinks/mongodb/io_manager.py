@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from imednet_assets.defs.sinks.changes import APPLY, SKIP
 from imednet_assets.defs.sinks.common import DestinationError
-from imednet_assets.defs.sinks.graph.sync_plan import APPLY, SKIP
 from imednet_assets.defs.sinks.mongodb.resources import MongoDestination
 from imednet_assets.defs.sinks.mongodb.writer import CollectionWrite, sync_collection
 

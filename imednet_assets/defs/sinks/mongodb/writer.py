@@ -36,8 +36,8 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.changes import APPLY, SKIP, KeyedPlan, plan_keyed
 from imednet_assets.defs.sinks.common import DestinationError, error_detail, with_retries
-from imednet_assets.defs.sinks.graph.sync_plan import APPLY, SKIP, KeyedPlan, plan_keyed
 from imednet_assets.defs.sinks.mongodb.documents import (
     EXPORTED_AT,
     HASH_FIELD,

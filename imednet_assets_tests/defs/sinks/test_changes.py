@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from imednet_assets.defs.lake.manifest import SliceManifest
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.graph.sync_plan import plan_keyed
+from imednet_assets.defs.sinks.changes import plan_keyed
 
 KEYED = ("records", "visits")
 
