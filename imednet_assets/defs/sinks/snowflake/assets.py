@@ -1,7 +1,10 @@
 """Snowflake sink assets: each plans the load of one table family for one study from the lake.
 
 Every asset takes the study's five lake slices (what `StudyTables` shapes the tables from) and
-returns a `SnowflakeWrite`; the `snowflake_io_manager` stages and loads it.
+returns a `SnowflakeWrite`; the `snowflake_io_manager` stages and loads it: nothing when the
+destination's sync state already holds the lake state of the slices the tables depend on, only
+the changed keys when the change log reaches back, else the study's whole slice
+(`loader.TABLE_INPUTS`).
 """
 
 

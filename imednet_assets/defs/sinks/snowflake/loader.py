@@ -311,8 +311,16 @@ def load_study(
             cursor.execute(sql.sync_state_table_sql())
         applied = read_sync_state(cursor, write)
         keyed = write.keyed
-        plan = plan_changes(write.change_slices(), applied, keyed[0] if keyed else None)
+        slices = write.change_slices()
+        plan = plan_changes(slices, applied, keyed[0] if keyed else None)
         key = keyed[1] if keyed and plan.action == APPLY else None
+        logged = slices[keyed[0]].manifest if keyed else None
+        if key is not None and logged is not None and logged.key_column != key:
+            # the change log names other keys than the tables are deleted by
+            plan = replace(plan, action=REWRITE, entity=None, keys=frozenset(),
+                           reason=f"the {keyed[0]} change log is keyed by {logged.key_column}, "
+                           f"the tables by {key}")
+            key = None
         with StudyTables(study, write.slices, max_identifier_length=MAX_IDENTIFIER_LENGTH) as t:
             specs = [s for s in t.specs() if write.selects(s)]
             missing = sorted({sql.name(s.name) for s in specs} - tables)
