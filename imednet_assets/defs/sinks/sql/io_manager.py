@@ -1,4 +1,5 @@
-"""SQL sink IO manager: checks the database answers, then replays the study in one transaction.
+"""SQL sink IO manager: checks the database answers, then brings the study's tables to the lake's
+state in one transaction (skip, apply the changed keys, or rewrite; see `writer`).
 
 The whole study write is the retry unit (it is one transaction, so a retry after a dropped
 connection or a deadlock starts from the previous committed state). Errors become `dg.Failure`s
@@ -12,6 +13,7 @@ import dagster as dg
 import pyarrow as pa
 import sqlalchemy as sa
 
+from imednet_assets.defs.sinks.changes import APPLY, REWRITE
 from imednet_assets.defs.sinks.common import (
     DestinationConfigError,
     DestinationError,
@@ -93,14 +95,20 @@ class SqlSinkIOManager(dg.ConfigurableIOManager):
         schema = self.destination.db_schema
         tables = sorted(result.rows)
         prefix = f"{schema}." if schema else ""
+        plan = result.plan
         metadata: dict[str, dg.RawMetadataValue] = {
             "dagster/row_count": sum(result.rows.values()),
             "destination": self.destination.address,
             "tables": dg.MetadataValue.json({t: result.rows[t] for t in tables}),
+            "mode": plan.action if plan else REWRITE,
+            "mode_reason": plan.reason if plan else "",
             "rows_deleted": result.deleted,
+            "rows_inserted": result.inserted,
             "batches": result.batches,
             "seconds": round(result.seconds, 3),
         }
+        if plan is not None and plan.action == APPLY:
+            metadata["keys_changed"] = len(plan.keys)
         if len(tables) == 1:
             metadata["dagster/table_name"] = f"{prefix}{tables[0]}"
         context.add_output_metadata(metadata)

@@ -19,6 +19,10 @@ from imednet_assets.defs.sinks.sql import ddl
 from imednet_assets.settings import redact
 
 DESTINATION = "SQL database"
+#: Added to the session's sql_mode on MySQL / MariaDB.
+MYSQL_STRICT = (
+    "SET SESSION sql_mode = TRIM(BOTH ',' FROM CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES'))"
+)
 
 
 def _resolved(value: Any) -> str:
@@ -27,15 +31,17 @@ def _resolved(value: Any) -> str:
 
 
 class SqlDestination(WriteSettings):
-    """A database behind a SQLAlchemy URL (PostgreSQL first), plus the shared write knobs."""
+    """A database behind a SQLAlchemy URL (PostgreSQL first; MySQL / MariaDB through pymysql,
+    SQLite), plus the shared write knobs."""
 
     url: str = Field(
-        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pass@host/db "
-        "(secret; use dg.EnvVar)."
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pass@host/db or "
+        "mysql+pymysql://user:pass@host/db (secret; use dg.EnvVar)."
     )
     db_schema: str | None = Field(
         default=None,
-        description="Schema holding the tables (created if missing); default: the database's.",
+        description="Schema (MySQL: database) holding the tables, created if missing; default: "
+        "the URL's.",
     )
     connect_timeout_s: int = Field(default=10, ge=1, description="Give up connecting after this.")
 
@@ -66,8 +72,11 @@ class SqlDestination(WriteSettings):
     def _connect_args(self, url: sa.URL) -> dict[str, Any]:
         if url.get_backend_name() == "postgresql":
             return {"connect_timeout": self.connect_timeout_s}
-        if url.get_backend_name() in ("mysql", "mariadb"):
-            return {"connect_timeout": self.connect_timeout_s}
+        if url.get_backend_name() in ddl.MYSQL_DIALECTS:
+            # strict mode whatever the server's default: a value MySQL cannot store must fail
+            # the write, not be truncated or zeroed with a warning
+            return {"connect_timeout": self.connect_timeout_s, "charset": "utf8mb4",
+                    "init_command": MYSQL_STRICT}
         return {}
 
     @contextmanager
@@ -91,7 +100,8 @@ class SqlDestination(WriteSettings):
             try:
                 with engine.begin() as conn:
                     conn.execute(sa.text("SELECT 1"))
-                    if self.db_schema and engine.dialect.name == "postgresql":
+                    if self.db_schema and engine.dialect.name in ("postgresql",
+                                                                  *ddl.MYSQL_DIALECTS):
                         conn.execute(sa.text(ddl.create_schema_sql(conn.dialect, self.db_schema)))
             except sa.exc.SQLAlchemyError as exc:
                 raise DestinationConfigError(

@@ -1,5 +1,6 @@
-"""`sql/form_tables` `every_record_once` on the real PostgreSQL: passes after a materialization
-with exact counts, fails with exact counts and ids after tampering, ignores other studies."""
+"""`sql/form_tables` `every_record_once` on the real PostgreSQL (and, in short, MariaDB): passes
+after a materialization with exact counts, fails with exact counts and ids after tampering,
+ignores other studies."""
 
 from __future__ import annotations
 
@@ -123,3 +124,26 @@ def test_other_studies_rows_do_not_count(sink: SqlSink) -> None:
     assert evaluation.description == (
         f"study {OTHER}: form tables hold 0 rows, the lake 4 records")
     assert meta(evaluation)["missing_sample"] == [1, 2, 3, 4]
+
+
+def test_the_check_on_mariadb(mariadb_sink: SqlSink) -> None:
+    sink = mariadb_sink
+    study_a(sink)
+    study_a(sink, OTHER)
+    sink.run(OTHER)
+    evaluation = check(sink, "A", materialize=True)
+    assert evaluation.passed
+    assert meta(evaluation)["rows_by_table"] == {"form_AE_Log": 1, "form_VS": 3}
+    assert meta(evaluation)["destination"] == f"SQL database at {sink.address()}"
+
+    vs, ae = sink.ref("form_VS"), sink.ref("form_AE_Log")
+    with sink.engine.begin() as conn:  # record 4 also lands in form_VS, record 2 is lost
+        conn.execute(sa.text(f"DELETE FROM {vs} WHERE `record_id` = 2 AND `study_key` = 'A'"))
+        conn.execute(sa.text(f"INSERT INTO {vs} (`study_key`, `record_id`) "
+                             f"SELECT `study_key`, `record_id` FROM {ae} WHERE `study_key` = 'A'"))
+    evaluation = check(sink, "A")
+    assert not evaluation.passed
+    found = meta(evaluation)
+    assert (found["lake_rows"], found["sql_rows"], found["duplicate_record_ids"]) == (4, 4, 1)
+    assert found["duplicates_sample"] == [{"record_id": 4, "rows": 2}]
+    assert check(sink, OTHER).passed

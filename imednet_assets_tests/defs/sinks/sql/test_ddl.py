@@ -83,3 +83,53 @@ def test_schema_evolution_statements() -> None:
         'COMMENT ON COLUMN "s"."t"."x__raw" IS \'raw text of column "it\'\'s"\'')
     assert ddl.study_index_sql(PG, "s", "t", "ix_t_study_key") == (
         'CREATE INDEX "ix_t_study_key" ON "s"."t" ("study_key")')
+
+
+MY = mysql.dialect()
+MARIA = mysql.dialect(is_mariadb=True)
+
+
+def test_mysql_tables_hold_long_text_exact_keys_and_fractions() -> None:
+    cols = [(n, ddl.sql_type(t)) for n, t in [
+        ("study_key", pa.string()), ("select", pa.float64()), ("ok", pa.bool_()),
+        ("at", pa.timestamp("ms")), ("raw", pa.string())]]
+    created = ddl.create_table_sql(MARIA, "db", "form_VS", cols, {"raw": 'raw text of "a\\b"'})
+    assert created.split("\n") == [
+        "CREATE TABLE `db`.`form_VS` (",
+        "\t`study_key` LONGTEXT, ",  # TEXT stops at 64 kB
+        "\t`select` DOUBLE, ",
+        "\t`ok` BOOL, ",
+        "\t`at` DATETIME(6), ",  # plain DATETIME drops fractions
+        "\t`raw` LONGTEXT COMMENT 'raw text of \"a\\\\b\"'",  # inline, backslash escaped
+        ")ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_nopad_bin",  # 'a' = 'A ' is false
+    ]
+    assert "COLLATE utf8mb4_bin" in ddl.create_table_sql(MY, None, "t", cols)
+    # a TEXT column is indexed by a prefix
+    assert ddl.study_index_sql(MY, None, "t", "ix") == "CREATE INDEX `ix` ON `t` (`study_key`(255))"
+    assert ddl.add_column_sql(MY, None, "t", "x__raw", ddl.sql_type(pa.string()), "c'") == (
+        "ALTER TABLE `t` ADD COLUMN `x__raw` LONGTEXT COMMENT 'c'''")
+    assert ddl.add_column_sql(PG, None, "t", "x__raw", sa.Text(), "ignored") == (
+        'ALTER TABLE "t" ADD COLUMN "x__raw" TEXT')  # PostgreSQL: COMMENT ON afterwards
+
+
+def test_dialect_facts_the_writer_relies_on() -> None:
+    assert (ddl.identifier_limit(PG), ddl.identifier_limit(MY)) == (63, 64)
+    assert ddl.transactional_ddl(PG) and ddl.transactional_ddl(LITE)
+    assert not ddl.transactional_ddl(MY)  # MySQL DDL commits implicitly
+    assert ddl.family(mysql.TINYINT(display_width=1)) == "boolean"  # how BOOL reflects
+    assert ddl.family(mysql.TINYINT()) == "integer"
+    assert (ddl.family(mysql.LONGTEXT()), ddl.family(mysql.DOUBLE())) == ("text", "float")
+
+
+def test_changed_keys_and_sync_state_statements() -> None:
+    assert ddl.delete_keys_sql(MY, "db", "form_VS", "record_id") == (
+        "DELETE FROM `db`.`form_VS` WHERE `study_key` = :study AND `record_id` IN :keys")
+    assert ddl.create_sync_state_sql(PG, "s") == (
+        'CREATE TABLE IF NOT EXISTS "s"."imednet_sync_state" (\n\t"asset" TEXT, \n'
+        '\t"study_key" TEXT, \n\t"entity" TEXT, \n\t"lake_token" TEXT\n)')
+    table = ddl.sync_state_table(MY, None)
+    read = str(ddl.read_sync_state(table).compile(dialect=MY))
+    assert read == ("SELECT `imednet_sync_state`.`entity`, `imednet_sync_state`.`lake_token` \n"
+                    "FROM `imednet_sync_state` \nWHERE `imednet_sync_state`.`asset` = %s "
+                    "AND `imednet_sync_state`.`study_key` = %s "
+                    "ORDER BY `imednet_sync_state`.`entity`")
