@@ -284,10 +284,10 @@ class DuckDBSinkIOManager(dg.ConfigurableIOManager):
                         ).fetchall()
                     ]
                     return {
-                        t: conn.execute(sql.select_slice_sql(t), [study]).fetch_arrow_table()
+                        t: conn.execute(sql.select_slice_sql(t), [study]).to_arrow_table()
                         for t in names
                     }
-                return conn.execute(sql.select_slice_sql(name), [study]).fetch_arrow_table()
+                return conn.execute(sql.select_slice_sql(name), [study]).to_arrow_table()
             except duckdb.Error as err:
                 raise dg.Failure(
                     description=f"DuckDB read of {name} for study {study} failed "
