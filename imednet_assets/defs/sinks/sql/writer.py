@@ -315,7 +315,15 @@ def _plan(conn: sa.Connection, schema: str | None, write: SqlStudyWrite,
     """The plan from the stored sync state; a table of the asset missing in the destination
     (dropped by hand, or new) means a rewrite whatever the state says."""
     applied = read_sync_state(conn, schema, write)
-    plan = plan_changes(write.plan_slices(), applied, write.keyed[0] if write.keyed else None)
+    slices = write.plan_slices()
+    plan = plan_changes(slices, applied, write.keyed[0] if write.keyed else None)
+    if plan.action == APPLY and write.keyed:
+        entity, key = write.keyed
+        logged = slices[entity].manifest
+        if logged is not None and logged.key_column != key:
+            # the change log names other keys than the tables are deleted by
+            return ChangePlan(REWRITE, plan.tokens, f"the {entity} change log is keyed by "
+                              f"{logged.key_column}, the tables by {key}"), applied
     if plan.action != REWRITE:
         with conn.begin():
             present = {t.lower() for t in sa.inspect(conn).get_table_names(schema=schema)}

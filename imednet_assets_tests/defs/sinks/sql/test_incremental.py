@@ -5,6 +5,7 @@ them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -132,11 +133,19 @@ def test_changed_keys_are_applied_skipped_or_rewritten(
 
     def explode(conn: sa.Connection, table: str) -> None:
         if table == "form_VS":
+            # inside the transaction the changed record's row is gone already
+            gone = conn.execute(sa.text(
+                f"SELECT count(*) FROM {sink.ref('form_VS')} WHERE {sink.q('record_id')} = 1 "
+                f"AND {sink.q('study_key')} = 'A'")).scalar_one()
+            seen.append(gone)
             conn.execute(sa.text("SELECT * FROM no_such_table"))
+
+    seen: list[int] = []
 
     monkeypatch.setattr(writer, "_before_load", explode)
     with pytest.raises(DestinationError, match="failed: table form_VS, batch 0: "):
         write(sink, "A", assets=("form_tables",))
+    assert seen == [0]
     assert (sink.sync_state(), sink.snapshot()) == (state, done)
     monkeypatch.undo()
     assert modes(write(sink, "A")) == {"subjects": "skip", "visits": "skip", "dictionary": "skip",
@@ -151,6 +160,15 @@ def test_changed_keys_are_applied_skipped_or_rewritten(
         "rewrite", "the destination lacks table(s) form_EMPTY")
     assert study_rows(sink, "A") == expected_rows(sink, "A")
     assert study_rows(sink, OTHER) == other
+
+    # a change log keyed by another column than the tables' key cannot be applied by key
+    folder = study_dir(sink.lake, "records", "A")
+    manifest = SliceManifest.read(folder)
+    assert manifest is not None
+    replace(manifest, key_column="record_oid").after_merge(5, None, [4]).write(folder)
+    odd = write(sink, "A", assets=("form_tables",))["form_tables"]
+    assert (odd.plan.action, odd.plan.reason) == (
+        "rewrite", "the records change log is keyed by record_oid, the tables by record_id")
 
 
 # -- against the simulator, through the ingest assets -----------------------------------------
