@@ -48,6 +48,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-sdk", action="store_true", help="leave out the SDK path")
     parser.add_argument(
+        "--changed", type=float, default=0.01,
+        help="share of records modified before the incremental refresh (0 skips it)",
+    )
+    parser.add_argument(
         "--destinations",
         default=",".join(b.destination for b in destinations.BENCHES),
         help="comma-separated destinations to benchmark from the lake ('' for none)",
@@ -77,6 +81,44 @@ def _run_path(
         raise RuntimeError(f"bench path {path!r} failed:\n{tail}")
     data = orjson.loads(done.stdout.strip().splitlines()[-1])
     return Measurement(data["path"], data["records"], data["seconds"], data["peak_rss_mb"])
+
+
+def _run_incremental(base_url: str, study: str, args: argparse.Namespace,
+                     with_destinations: bool) -> dict:
+    cmd = [sys.executable, "-m", "imednet_assets.bench.incremental", base_url, study,
+           "--changed", str(args.changed), "--concurrency", str(args.concurrency)]
+    if with_destinations:
+        cmd.append("--destinations")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"incremental bench failed:\n{tail}")
+    return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+
+def incremental_table(runs: list[dict]) -> list[str]:
+    """The incremental-refresh section of docs/benchmarks.md."""
+    lines = [
+        "Incremental refresh: a full refresh of the study (every entity, through "
+        "`imednet_all_job`, checks left out), then records modified upstream and an incremental "
+        "refresh in the same data dir, then a change-sensor tick with nothing changed. Targets: "
+        "the incremental refresh into the lake and DuckDB at most 10% of the full refresh's "
+        "time and at most 2% of its API requests; the idle tick at most one request per entity.",
+        "",
+        "| destinations | records | modified | full s | incremental s | time ratio "
+        "| full requests | incremental requests | request ratio | idle tick requests |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {', '.join(r['destinations'])} | {r['records']:,} | {r['modified']:,} "
+            f"| {r['full_seconds']:.2f} | {r['incremental_seconds']:.2f} "
+            f"| {r['incremental_seconds'] / r['full_seconds']:.1%} | {r['full_requests']:,} "
+            f"| {r['incremental_requests']:,} "
+            f"| {r['incremental_requests'] / r['full_requests']:.2%} "
+            f"| {r['tick_requests']} for {r['entities']} entities |"
+        )
+    return lines
 
 
 def _median(runs: list[Measurement]) -> Measurement:
@@ -146,6 +188,17 @@ def run_bench(args: argparse.Namespace) -> int:
                     f"{m.peak_rss_mb:8.0f} MB"
                 )
                 results[path].append(m)
+        incremental_lines: list[str] = []
+        if args.changed:
+            runs = []
+            # every destination too, unless the destination benchmarks are switched off
+            for with_destinations in (False, True)[: 2 if args.destinations else 1]:
+                run = _run_incremental(sim.base_url, study, args, with_destinations)
+                print(f"  incremental ({', '.join(run['destinations'])}): "
+                      f"{run['incremental_seconds']:.2f} s vs full {run['full_seconds']:.2f} s, "
+                      f"{run['incremental_requests']} vs {run['full_requests']} requests")
+                runs.append(run)
+            incremental_lines = ["", *incremental_table(runs)]
         wanted = [d for d in args.destinations.split(",") if d]
         destination_lines: list[str] = []
         if wanted:
@@ -205,7 +258,9 @@ def run_bench(args: argparse.Namespace) -> int:
         "insert",
         "",
     ]
-    text = "\n".join(header + lines + targets + scale_lines + destination_lines) + "\n"
+    text = "\n".join(
+        header + lines + targets + scale_lines + incremental_lines + destination_lines
+    ) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print()

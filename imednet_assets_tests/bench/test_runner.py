@@ -12,7 +12,7 @@ def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -
     output = tmp_path / "benchmarks.md"
     code = main([
         "bench", "--records", "400", "--latency-ms", "0", "--scale-records", "800",
-        "--destinations", "",
+        "--destinations", "", "--changed", "0.05",
         "--output", str(output),
     ])  # fmt: skip
     assert code == 0
@@ -23,4 +23,11 @@ def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -
     assert {count for _, count in rows} == {"400"}
     assert re.search(r"^\| 800 \| ", text, re.MULTILINE)
     assert "RSS ratio large/small:" in text
+    # incremental: 5% of the 400 records modified; at one page per entity an incremental
+    # refresh pays one count per watermarked entity (5) on top of what a full one reads
+    [inc] = re.findall(r"^\| lake, duckdb, bundles \| 400 \| 20 \| .*$", text, re.MULTILINE)
+    cells = [c.strip() for c in inc.strip("|").split("|")]
+    full_requests, inc_requests = int(cells[6]), int(cells[7])
+    assert 0 < inc_requests <= full_requests + 5
+    assert cells[9] == "5 for 5 entities"
     assert f"written to {output}" in capsys.readouterr().out
