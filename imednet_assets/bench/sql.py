@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", choices=PATHS, default="copy")
     parser.add_argument("--url", help="SQLAlchemy URL (default: a temp database on the local "
                         "PostgreSQL); a temp schema is made in it")
-    parser.add_argument("--schema", help="with --url: load into this schema and keep it")
+    parser.add_argument("--schema", help="with --url: load into this schema and keep it "
+                        "(a second load of an unchanged lake then skips)")
     parser.add_argument("--rows-limit", type=int, default=2_000,
                         help="rows per table of the `rows` path")
     parser.add_argument("--batch-rows", type=int, default=65_536, help="rows per Arrow batch")

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 
+from imednet_assets.defs.sinks.sql.ddl import SYNC_STATE_TABLE
 from imednet_assets_tests.defs.sinks.duckdb.conftest import Sink
 from imednet_assets_tests.defs.sinks.duckdb.test_assets import study_a
 from imednet_assets_tests.defs.sinks.sql.conftest import pg_url  # noqa: F401  (fixture)
@@ -43,7 +44,8 @@ def test_bench_copy_loads_every_row_and_reports_one_json_line(
     engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            tables = sa.inspect(conn).get_table_names(schema=schema)
+            tables = [t for t in sa.inspect(conn).get_table_names(schema=schema)
+                      if t != SYNC_STATE_TABLE]  # bookkeeping, not the study's rows
             landed = sum(conn.execute(sa.text(f'SELECT count(*) FROM "{schema}"."{t}"')).scalar()
                          for t in tables)
             assert landed == ROWS
