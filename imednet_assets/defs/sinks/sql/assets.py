@@ -14,15 +14,15 @@ import dagster as dg
 
 from imednet_assets.defs.ingest.assets import ENTITIES as LAKE_ENTITIES
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.lake_inputs import study_sink_asset
+from imednet_assets.defs.sinks.destination import Sink
 from imednet_assets.defs.sinks.sql import ddl
 from imednet_assets.defs.sinks.sql.io_manager import TABLES_BY_ASSET
 from imednet_assets.defs.sinks.sql.writer import SqlStudyWrite
 from imednet_assets.defs.sinks.tabular import ENTITIES, TableSpec
 
-SQL_IO_MANAGER_KEY = "sql_io_manager"
-POOL = "sql_writer"
-GROUP = "sql"
+SINK = Sink("sql")
+SQL_IO_MANAGER_KEY = SINK.io_manager_key
+POOL = SINK.pool
 
 #: asset -> (the lake entities its tables are built from, the keyed one among them). Only these
 #: slices' change logs count for the asset: a new visit does not rewrite the form tables, and a
@@ -59,16 +59,9 @@ def study_write(name: str, study: str, slices: Mapping[str, LakeSlice]) -> SqlSt
 
 
 def _sql_asset(name: str, description: str) -> dg.AssetsDefinition:
-    return study_sink_asset(
-        key=["sql", name],
-        entities=ENTITIES,  # every slice: the naming plan needs forms, variables and records
-        group=GROUP,
-        kinds={"sql"},
-        io_manager_key=SQL_IO_MANAGER_KEY,
-        pool=POOL,
-        description=description,
-        plan=lambda study, slices: study_write(name, study, slices),
-    )
+    # every slice: the naming plan needs forms, variables and records
+    return SINK.study_asset(name, ENTITIES, description,
+                            lambda study, slices: study_write(name, study, slices))
 
 
 sql_assets: list[dg.AssetsDefinition] = [

@@ -8,23 +8,18 @@ the study a bound parameter.
 
 from collections.abc import Sequence
 
-import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.sql import quoted_name
 
-from imednet_assets.defs.checks._support import (
-    SAMPLE,
-    form_tables_verdict,
-    id_samples,
-    lake_record_ids,
-    study_check,
-    study_of,
+from imednet_assets.defs.checks._support import SAMPLE
+from imednet_assets.defs.sinks.destination import (
+    FormTablesVerdict,
+    RecordCheck,
+    RecordTally,
+    reading,
 )
-from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.common import DestinationError
-from imednet_assets.defs.sinks.lake_inputs import lake_in
 from imednet_assets.defs.sinks.sql import ddl
-from imednet_assets.defs.sinks.sql.assets import POOL
+from imednet_assets.defs.sinks.sql.assets import SINK
 from imednet_assets.defs.sinks.sql.resources import SqlDestination
 
 RECORD_ID = "record_id"
@@ -74,56 +69,35 @@ def duplicates_query(rows: sa.Subquery, limit: int | None = None) -> sa.Select:
     return query if limit is None else query.limit(limit)
 
 
-@study_check(
-    ["sql", "form_tables"],
-    "every_record_once",
+def read_records(destination: SqlDestination, study: str, expected: int) -> RecordTally:
+    """The study's rows in the form tables: per table, record ids held twice, and (only when
+    the rows are not `expected`) every record id held."""
+    params = {"study": study}
+    where = destination.describe()
+    with reading(where, (sa.exc.SQLAlchemyError,), destination.clean), \
+            destination.open() as engine, engine.connect() as conn:
+        tables = form_tables(conn, destination.db_schema)
+        if not tables:
+            return RecordTally(where, 0, [] if expected else None)
+        rows = study_record_ids(destination.db_schema, tables)
+        by_table = {t: int(n) for t, n in conn.execute(rows_by_table_query(rows), params)}
+        counted = sa.select(sa.func.count()).select_from(duplicates_query(rows).subquery())
+        dupe_ids = int(conn.execute(counted, params).scalar_one())
+        dupes = [(r, int(n)) for r, n in conn.execute(duplicates_query(rows, SAMPLE), params)]
+        count = sum(by_table.values())
+        ids = None if count == expected else list(
+            conn.execute(sa.select(rows.c[RECORD_ID]), params).scalars().all())
+        return RecordTally(where, count, ids, by_table, dupe_ids, dupes)
+
+
+RECORD_CHECK = RecordCheck(
+    "form_tables",
     "Every lake record of the study (deleted ones included) is exactly one row of the SQL form "
     "tables: the row count over all form_* tables equals the lake's records, and record_id is "
     "unique across them.",
-    additional_ins={"records": lake_in("records")},
-    pool=POOL,
+    "sql_destination",
+    read_records,
+    FormTablesVerdict("sql_rows", "form_*"),
 )
-def sql_every_record_once(
-    context: dg.AssetCheckExecutionContext, records: LakeSlice, sql_destination: SqlDestination
-) -> dg.AssetCheckResult:
-    study = study_of(context)
-    lake_rows = records.num_rows
-    destination = sql_destination
-    params = {"study": study}
-    samples: dict[str, list[int]] = {"missing_sample": [], "unexpected_sample": []}
-    try:
-        with destination.open() as engine, engine.connect() as conn:
-            tables = form_tables(conn, destination.db_schema)
-            by_table: dict[str, int] = {}
-            dupes: list[tuple[int, int]] = []
-            dupe_ids = 0
-            if tables:
-                rows = study_record_ids(destination.db_schema, tables)
-                by_table = {t: int(n) for t, n in conn.execute(rows_by_table_query(rows), params)}
-                counted = sa.select(sa.func.count()).select_from(duplicates_query(rows).subquery())
-                dupe_ids = int(conn.execute(counted, params).scalar_one())
-                dupes = [(r, int(n)) for r, n in conn.execute(duplicates_query(rows, SAMPLE),
-                                                              params)]
-            sql_rows = sum(by_table.values())
-            if sql_rows != lake_rows:
-                found = conn.execute(sa.select(rows.c[RECORD_ID]), params).scalars().all() \
-                    if tables else []
-                samples = id_samples(lake_record_ids(records), found)
-    except DestinationError as err:
-        raise dg.Failure(description=f"every_record_once for study {study}: {err}") from None
-    except sa.exc.SQLAlchemyError as err:
-        raise dg.Failure(
-            description=f"every_record_once for study {study}: reading {destination.describe()} "
-            f"failed: {destination.clean(err)}"
-        ) from None
-    return form_tables_verdict(
-        study,
-        lake_rows=lake_rows,
-        by_table=by_table,
-        duplicate_ids=dupe_ids,
-        duplicates_sample=[{"record_id": r, "rows": n} for r, n in dupes],
-        count_key="sql_rows",
-        tables="form_*",
-        destination=destination.describe(),
-        **samples,
-    )
+
+sql_every_record_once = SINK.record_check(RECORD_CHECK)

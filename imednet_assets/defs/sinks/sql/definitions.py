@@ -39,8 +39,7 @@ def sql_resources(url: str | dg.EnvVar | None = None, schema: str | None = None,
 
 def build_defs() -> dg.Definitions:
     """The SQL sink assets and their reconciliation check, with destination and IO manager."""
-    from imednet_assets.defs.sinks.sql.assets import sql_assets
-    from imednet_assets.defs.sinks.sql.checks import sql_every_record_once
+    from imednet_assets.defs.sinks.sql.assets import SINK, sql_assets
+    from imednet_assets.defs.sinks.sql.checks import RECORD_CHECK
 
-    return dg.Definitions(assets=sql_assets, asset_checks=[sql_every_record_once],
-                          resources=sql_resources())
+    return SINK.definitions(sql_assets, sql_resources(), RECORD_CHECK)

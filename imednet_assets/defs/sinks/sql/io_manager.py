@@ -9,16 +9,19 @@ materialized and no stack trace or password reaches the UI.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import dagster as dg
 import pyarrow as pa
 import sqlalchemy as sa
 
-from imednet_assets.defs.sinks.changes import APPLY, REWRITE
+from imednet_assets.defs.sinks.changes import REWRITE, ChangePlan
 from imednet_assets.defs.sinks.common import (
     DestinationConfigError,
     DestinationError,
     with_retries,
 )
+from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
 from imednet_assets.defs.sinks.sql import ddl
 from imednet_assets.defs.sinks.sql.resources import SqlDestination
 from imednet_assets.defs.sinks.sql.writer import (
@@ -76,42 +79,32 @@ def run_write(destination: SqlDestination, write: SqlStudyWrite, log=None) -> Wr
         )
 
 
-class SqlSinkIOManager(dg.ConfigurableIOManager):
+class SqlSinkIOManager(DestinationIOManager):
     """Writes a `SqlStudyWrite` for the run's study partition; loads the study's rows back."""
+
+    label: ClassVar[str] = "SQL sink"
+    write_type: ClassVar[type] = SqlStudyWrite
 
     destination: SqlDestination
 
-    def handle_output(self, context: dg.OutputContext, obj: SqlStudyWrite) -> None:
-        study = context.partition_key
-        if not isinstance(obj, SqlStudyWrite) or obj.study_key != study:
-            raise dg.Failure(
-                description=f"SQL sink {context.asset_key.to_user_string()} for study {study}: "
-                f"expected a SqlStudyWrite for that study, got {type(obj).__name__}"
-            )
-        try:
-            result = run_write(self.destination, obj, context.log)
-        except DestinationError as err:  # config errors included
-            raise dg.Failure(description=str(err)) from None
+    def write(self, context: dg.OutputContext, obj: SqlStudyWrite) -> WriteReport:
+        result = run_write(self.destination, obj, context.log)
         schema = self.destination.db_schema
         tables = sorted(result.rows)
         prefix = f"{schema}." if schema else ""
-        plan = result.plan
-        metadata: dict[str, dg.RawMetadataValue] = {
-            "dagster/row_count": sum(result.rows.values()),
-            "destination": self.destination.address,
-            "tables": dg.MetadataValue.json({t: result.rows[t] for t in tables}),
-            "mode": plan.action if plan else REWRITE,
-            "mode_reason": plan.reason if plan else "",
-            "rows_deleted": result.deleted,
-            "rows_inserted": result.inserted,
-            "batches": result.batches,
-            "seconds": round(result.seconds, 3),
-        }
-        if plan is not None and plan.action == APPLY:
-            metadata["keys_changed"] = len(plan.keys)
-        if len(tables) == 1:
-            metadata["dagster/table_name"] = f"{prefix}{tables[0]}"
-        context.add_output_metadata(metadata)
+        return WriteReport(
+            result.rows,
+            result.plan or ChangePlan(REWRITE, {}, ""),
+            inserted=result.inserted,
+            deleted=result.deleted,
+            table_name=f"{prefix}{tables[0]}" if len(tables) == 1 else None,
+            extra={
+                "destination": self.destination.address,
+                "tables": dg.MetadataValue.json({t: result.rows[t] for t in tables}),
+                "batches": result.batches,
+                "seconds": round(result.seconds, 3),
+            },
+        )
 
     def load_input(self, context: dg.InputContext) -> dict[str, pa.Table]:
         """The study's rows of the upstream asset's tables, table name -> Arrow table."""
