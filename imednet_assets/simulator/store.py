@@ -7,8 +7,10 @@ scan of rendered rows for attributes without a column.
 
 from __future__ import annotations
 
+import calendar
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -202,7 +204,21 @@ class StudyState:
                              st.arrays["base_rev"][: len(cum)])
             return np.concatenate([base, np.array([r["recordId"] for r in extra], np.int64)])
 
-        cols = {"recordId": rec_ids,
+        def created() -> np.ndarray:
+            # base_revision_row's dates, vectorised: filtering the audit trail by dateCreated
+            # must not render every revision (a real API has an index for it)
+            a = st.arrays
+            n_rec = len(cum)
+            b = np.repeat(np.arange(n_rec), a["base_rev"][:n_rec])
+            k = np.arange(n_base) - np.concatenate([[0], cum[:-1]])[b] + 1
+            total, c = a["base_rev"][b].astype(np.int64), a["created"][b].astype(np.int64)
+            m = a["base_modified"][b].astype(np.int64)
+            when = np.where(total == 1, c, c + (m - c) * (k - 1) // np.maximum(total - 1, 1))
+            later = [calendar.timegm(time.strptime(r["dateCreated"], "%Y-%m-%d %H:%M:%S"))
+                     for r in extra]
+            return np.concatenate([when, np.array(later, dtype=np.int64)])
+
+        cols = {"recordId": rec_ids, "dateCreated": created,
                 "recordRevisionId": lambda: (st.no + 1) * 100_000_000
                 + np.arange(n_base + len(extra), dtype=np.int64) + 1}
         return Table("recordRevisions", n_base + len(extra), row, cols)
