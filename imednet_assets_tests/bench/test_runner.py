@@ -25,7 +25,7 @@ def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -
     assert "RSS ratio large/small:" in text
     # incremental: 5% of the 400 records modified; at one page per entity an incremental
     # refresh pays one count per watermarked entity (5) on top of what a full one reads
-    [inc] = re.findall(r"^\| lake, duckdb, bundles \| 400 \| 20 \| .*$", text, re.MULTILINE)
+    [inc] = re.findall(r"^\| lake, duckdb \| 400 \| 20 \| .*$", text, re.MULTILINE)
     cells = [c.strip() for c in inc.strip("|").split("|")]
     full_requests, inc_requests = int(cells[6]), int(cells[7])
     assert 0 < inc_requests <= full_requests + 5
