@@ -9,7 +9,7 @@ reaches back, a full refresh happened, the dictionary changed, or the destinatio
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,31 @@ from imednet_assets.defs.lake.slice import LakeSlice
 SKIP = "skip"
 APPLY = "apply"
 REWRITE = "rewrite"
+
+#: A SQL destination's sync state table: one row per asset, study and lake entity.
+SYNC_STATE_COLUMNS = ("asset", "study_key", "entity", "lake_token")
+
+
+@dataclass(frozen=True)
+class SyncStateSql:
+    """The statements on a SQL destination's sync state table in its dialect: `table` as the
+    dialect refers to it, `column(name)` a column as it spells it, `param` its placeholder.
+    Both statements bind the asset, then the study."""
+
+    table: str
+    column: Callable[[str], str]
+    param: str
+
+    def select(self) -> str:
+        """(entity, lake_token) an asset stored for a study."""
+        asset, study, entity, token = map(self.column, SYNC_STATE_COLUMNS)
+        return (f"SELECT {entity}, {token} FROM {self.table} "
+                f"WHERE {asset} = {self.param} AND {study} = {self.param} ORDER BY {entity}")
+
+    def delete(self) -> str:
+        """Forget what an asset stored for a study (before storing the new tokens)."""
+        asset, study = map(self.column, SYNC_STATE_COLUMNS[:2])
+        return f"DELETE FROM {self.table} WHERE {asset} = {self.param} AND {study} = {self.param}"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ go through `settings.redact` first: no password or URI with credentials ever rea
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
@@ -87,3 +90,33 @@ def with_retries(
 def batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
     """`items` cut into consecutive slices of at most `size`."""
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TableDdl:
+    """CREATE TABLE and ADD COLUMN text where identifiers are double-quoted, embedded quotes
+    doubled (DuckDB, Snowflake): `ref(table)` is how the destination names a table, `create` how
+    it creates one."""
+
+    ref: Callable[[str], str]
+    create: str = "CREATE TABLE"
+
+    @staticmethod
+    def _column(name: str, ctype: str) -> str:
+        return '"' + name.replace('"', '""') + '" ' + ctype
+
+    def create_table(self, table: str, columns: Sequence[tuple[str, str]]) -> str:
+        cols = ", ".join(self._column(name, ctype) for name, ctype in columns)
+        return f"{self.create} {self.ref(table)} ({cols})"
+
+    def add_column(self, table: str, column: str, ctype: str) -> str:
+        return f"ALTER TABLE {self.ref(table)} ADD COLUMN {self._column(column, ctype)}"

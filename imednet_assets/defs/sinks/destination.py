@@ -3,9 +3,9 @@
 A destination is a folder with a writer and its settings. It supplies:
 - its `Sink` (name, kinds): the asset key prefix, group, pool `<name>_writer` and IO manager key
   `<name>_io_manager` follow from the name;
-- a write value per asset and study (what the asset plans from its lake slices) and an IO manager
-  subclassing `DestinationIOManager` whose `write` brings the study's slice to the lake's state
-  (skip, apply the change set, or replace the slice) and returns a `WriteReport`;
+- a write value per asset and study (what the asset plans from its lake slices) and an IO
+  manager subclassing `DestinationIOManager` whose `write_output` brings the study's slice to the
+  lake's state (skip, apply the change set, or replace the slice) and returns a `WriteReport`;
 - for its reconciliation check, `read_records`: what it holds of a study's records
   (`RecordTally`), given as a `RecordCheck` with the verdict that fits it.
 
@@ -14,6 +14,7 @@ materialization metadata, the `every_record_once` check, the `dg.Definitions`) i
 every destination reports the same way.
 """
 
+import inspect
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ def write_metadata(report: WriteReport) -> dict[str, Any]:
 
 class DestinationIOManager(dg.ConfigurableIOManager):
     """The IO manager of every destination: checks the output is the write planned for the run's
-    study, runs the destination's `write`, turns its `DestinationError`s into a `dg.Failure`
+    study, runs the destination's `write_output`, turns its `DestinationError`s into a `dg.Failure`
     (the message only: no stack trace, no secret) and records the write's metadata."""
 
     #: how failures name the destination, e.g. "SQL sink"
@@ -87,7 +88,7 @@ class DestinationIOManager(dg.ConfigurableIOManager):
     #: the write value the destination's assets return
     write_type: ClassVar[type]
 
-    def write(self, context: dg.OutputContext, obj: Any) -> WriteReport:
+    def write_output(self, context: dg.OutputContext, obj: Any) -> WriteReport:
         """Bring the study's slice to the lake's state; raise `DestinationError` on failure."""
         raise NotImplementedError
 
@@ -99,7 +100,7 @@ class DestinationIOManager(dg.ConfigurableIOManager):
                 f"{study}: expected a {self.write_type.__name__} for that study, got "
                 f"{type(obj).__name__}")
         try:
-            report = self.write(context, obj)
+            report = self.write_output(context, obj)
         except DestinationError as err:  # config errors included
             raise dg.Failure(description=str(err)) from None
         context.add_output_metadata(write_metadata(report))
@@ -202,11 +203,13 @@ class CountVerdict:
 class RecordCheck:
     """A destination's `every_record_once`: `read(resource, study, expected)` tallies the
     study's records there (raising `DestinationError` when it cannot read, see `reading`);
-    `verdict` compares with the lake; `resource_key` is the resource it reads through."""
+    `verdict` compares with the lake; `resource_key` (of `resource_type`) is the resource it
+    reads through."""
 
     asset: str
     description: str
     resource_key: str
+    resource_type: type
     read: Callable[[Any, str, int], RecordTally]
     verdict: FormTablesVerdict | CountVerdict
 
@@ -260,14 +263,11 @@ class Sink:
 
         live_only = isinstance(check.verdict, CountVerdict) and check.verdict.live_only
 
-        @study_check([self.name, check.asset], CHECK_NAME, check.description,
-                     additional_ins={"records": lake_in("records")}, pool=self.pool,
-                     required_resource_keys={check.resource_key})
-        def _check(context: dg.AssetCheckExecutionContext,
-                   records: LakeSlice) -> dg.AssetCheckResult:
+        def _check(context: dg.AssetCheckExecutionContext, records: LakeSlice,
+                   **resources: Any) -> dg.AssetCheckResult:
             study = study_of(context)
             expected = live_records(records) if live_only else records.num_rows
-            resource = getattr(context.resources, check.resource_key)
+            resource = resources[check.resource_key]
             try:
                 tally = check.read(resource, study, expected)
             except DestinationError as err:
@@ -278,8 +278,15 @@ class Sink:
                 samples = id_samples(lake_record_ids(records, live_only=live_only), tally.ids)
             return check.verdict(study, records, expected, tally, samples)
 
-        _check.__name__ = f"{self.name}_{CHECK_NAME}"
-        return _check
+        # the resource as a typed parameter (Dagster binds resources by parameter): through
+        # `context.resources` some resources (Snowflake's) hand out another object
+        params = list(inspect.signature(_check).parameters.values())[:2]
+        _check.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            *params, inspect.Parameter(check.resource_key, inspect.Parameter.KEYWORD_ONLY,
+                                       annotation=check.resource_type)])
+        return study_check([self.name, check.asset], CHECK_NAME, check.description,
+                           additional_ins={"records": lake_in("records")},
+                           pool=self.pool)(_check)
 
     def definitions(self, assets: Sequence[dg.AssetsDefinition], resources: Mapping[str, Any],
                     check: RecordCheck | None = None) -> dg.Definitions:

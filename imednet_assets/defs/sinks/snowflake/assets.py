@@ -10,13 +10,13 @@ the changed keys when the change log reaches back, else the study's whole slice
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.lake_inputs import study_sink_asset
+from imednet_assets.defs.sinks.destination import Sink
 from imednet_assets.defs.sinks.snowflake.loader import SnowflakeWrite
 from imednet_assets.defs.sinks.tabular import ENTITIES
 
-SNOWFLAKE_IO_MANAGER_KEY = "snowflake_io_manager"
-POOL = "snowflake_writer"
-GROUP = "snowflake"
+SINK = Sink("snowflake")
+SNOWFLAKE_IO_MANAGER_KEY = SINK.io_manager_key
+POOL = SINK.pool
 
 #: asset name -> (tables it loads, description); "form" means every form table of the study
 TABLE_FAMILIES: dict[str, tuple[frozenset[str], str]] = {
@@ -41,16 +41,9 @@ TABLE_FAMILIES: dict[str, tuple[frozenset[str], str]] = {
 
 def _snowflake_asset(name: str) -> dg.AssetsDefinition:
     tables, description = TABLE_FAMILIES[name]
-    return study_sink_asset(
-        key=["snowflake", name],
-        entities=ENTITIES,
-        group=GROUP,
-        kinds={"snowflake"},
-        io_manager_key=SNOWFLAKE_IO_MANAGER_KEY,
-        pool=POOL,
-        description=description,
-        plan=lambda study, slices: SnowflakeWrite(f"snowflake/{name}", study, slices, tables),
-    )
+    return SINK.study_asset(
+        name, ENTITIES, description,
+        lambda study, slices: SnowflakeWrite(f"snowflake/{name}", study, slices, tables))
 
 
 snowflake_assets: list[dg.AssetsDefinition] = [_snowflake_asset(n) for n in TABLE_FAMILIES]

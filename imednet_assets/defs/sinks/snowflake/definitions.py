@@ -64,8 +64,7 @@ def snowflake_resources(
 def build_defs() -> dg.Definitions:
     """The Snowflake assets (group `snowflake`, pool `snowflake_writer`), their reconciliation
     check and their IO manager."""
-    from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
-    from imednet_assets.defs.sinks.snowflake.checks import snowflake_every_record_once
+    from imednet_assets.defs.sinks.snowflake.assets import SINK, snowflake_assets
+    from imednet_assets.defs.sinks.snowflake.checks import RECORD_CHECK
 
-    return dg.Definitions(assets=snowflake_assets, asset_checks=[snowflake_every_record_once],
-                          resources=snowflake_resources())
+    return SINK.definitions(snowflake_assets, snowflake_resources(), RECORD_CHECK)

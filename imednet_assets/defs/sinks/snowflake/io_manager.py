@@ -5,12 +5,12 @@ asset's `SnowflakeWrite` through `loader.load_study` and reports what it did: th
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.changes import APPLY
-from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError, error_detail
+from imednet_assets.defs.sinks.common import DestinationConfigError, error_detail
+from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
 from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
 
@@ -40,8 +40,11 @@ def check_connection(conn: Any, resource: SnowflakeConnection, settings: Snowfla
         cursor.close()
 
 
-class SnowflakeSinkIOManager(dg.ConfigurableIOManager):
+class SnowflakeSinkIOManager(DestinationIOManager):
     """Loads a `SnowflakeWrite` for the run's study partition (see `loader`)."""
+
+    label: ClassVar[str] = "Snowflake sink"
+    write_type: ClassVar[type] = loader.SnowflakeWrite
 
     snowflake: SnowflakeConnection
     load: SnowflakeLoadSettings
@@ -55,56 +58,42 @@ class SnowflakeSinkIOManager(dg.ConfigurableIOManager):
                 f"{self.snowflake.describe()} is unreachable or refused the login: {detail}"
             ) from None
 
-    def handle_output(self, context: dg.OutputContext, obj: loader.SnowflakeWrite) -> None:
-        study = context.partition_key
-        if not isinstance(obj, loader.SnowflakeWrite) or obj.study_key != study:
-            raise dg.Failure(
-                description=f"Snowflake sink {context.asset_key.to_user_string()} for study "
-                f"{study}: expected a SnowflakeWrite for that study, got {type(obj).__name__}")
+    def write_output(self, context: dg.OutputContext, obj: loader.SnowflakeWrite) -> WriteReport:
         where = self.snowflake.describe()
-        try:
-            with self._open() as conn:
-                check_connection(conn, self.snowflake, self.load)
-                report = loader.load_study(
-                    conn, obj, self.load, run_id=context.run_id, destination=where,
-                    secrets=self.snowflake.secrets(), log=context.log.warning)
-                biggest = max(report.rows, key=lambda t: (report.rows[t], t), default=None)
-                cursor = conn.cursor()
-                try:
-                    columns = [r[0] for r in loader._fetch(cursor, sql.describe_table_sql(biggest))
-                               ] if biggest else []
-                    preview = loader.preview(cursor, biggest, study, columns) if biggest else ""
-                finally:
-                    cursor.close()
-        except DestinationError as err:
-            raise dg.Failure(description=str(err)) from None
-        plan = report.plan
-        assert plan is not None  # load_study always plans
-        metadata: dict[str, dg.RawMetadataValue] = {
-            "dagster/row_count": sum(report.rows.values()),
-            "dagster/table_name": next(iter(report.rows)) if len(report.rows) == 1 else "*",
-            "table_rows": dg.MetadataValue.json(dict(sorted(report.rows.items()))),
-            "rows_written": dg.MetadataValue.json(dict(sorted(report.loaded.items()))),
-            "mode": plan.action,
-            "mode_reason": plan.reason,
-            "rows_deleted": report.rows_deleted,
-            "rows_inserted": report.rows_inserted,
-            "batches": report.batches,
-            "seconds": round(report.seconds, 3),
-            "destination": where,
-            "stage_paths": dg.MetadataValue.json(report.stage_paths),
-            "manifest": self.load.manifest_file(),
-            "preview": dg.MetadataValue.md(preview),
-        }
-        if plan.action == APPLY:
-            metadata["keys_changed"] = len(plan.keys)
-        context.add_output_metadata(metadata)
+        with self._open() as conn:
+            check_connection(conn, self.snowflake, self.load)
+            report = loader.load_study(
+                conn, obj, self.load, run_id=context.run_id, destination=where,
+                secrets=self.snowflake.secrets(), log=context.log.warning)
+            biggest = max(report.rows, key=lambda t: (report.rows[t], t), default=None)
+            cursor = conn.cursor()
+            try:
+                columns = [r[0] for r in loader._fetch(cursor, sql.describe_table_sql(biggest))
+                           ] if biggest else []
+                preview = loader.preview(cursor, biggest, obj.study_key, columns) if biggest else ""
+            finally:
+                cursor.close()
+        assert report.plan is not None  # load_study always plans
+        return WriteReport(
+            report.rows,
+            report.plan,
+            inserted=report.rows_inserted,
+            deleted=report.rows_deleted,
+            table_name=next(iter(report.rows)) if len(report.rows) == 1 else "*",
+            extra={
+                "table_rows": dg.MetadataValue.json(dict(sorted(report.rows.items()))),
+                "rows_written": dg.MetadataValue.json(dict(sorted(report.loaded.items()))),
+                "batches": report.batches,
+                "seconds": round(report.seconds, 3),
+                "destination": where,
+                "stage_paths": dg.MetadataValue.json(report.stage_paths),
+                "manifest": self.load.manifest_file(),
+                "preview": dg.MetadataValue.md(preview),
+            },
+        )
 
     def _open(self) -> Any:
         return _Connection(self)
-
-    def load_input(self, context: dg.InputContext) -> Any:
-        raise dg.Failure(description="the Snowflake sink assets are not read back by other assets")
 
 
 class _Connection:

@@ -265,7 +265,7 @@ def _rollback(cursor: Any) -> None:
 
 def read_sync_state(cursor: Any, write: SnowflakeWrite) -> dict[str, str]:
     """entity -> lake token the asset stored for the study (empty: never written)."""
-    return dict(_fetch(cursor, sql.read_sync_state_sql(), (write.asset_name, write.study_key)))
+    return dict(_fetch(cursor, sql.SYNC_STATE.select(), (write.asset_name, write.study_key)))
 
 
 def _study_rows(cursor: Any, tables: Sequence[str], study: str) -> dict[str, int]:
@@ -466,7 +466,7 @@ def _transaction(
             params = [v for record in manifest for v in record.values()]
             cursor.execute(sql.insert_manifest_sql(len(manifest)), params)
         step.table = sql.SYNC_STATE_TABLE
-        cursor.execute(sql.delete_sync_state_sql(), (write.asset_name, study))
+        cursor.execute(sql.SYNC_STATE.delete(), (write.asset_name, study))
         if plan.tokens:
             cursor.execute(sql.insert_sync_state_sql(len(plan.tokens)),
                            [v for entity, token in plan.tokens.items()

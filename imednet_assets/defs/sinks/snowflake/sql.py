@@ -17,6 +17,9 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from imednet_assets.defs.sinks.changes import SyncStateSql
+from imednet_assets.defs.sinks.common import TableDdl
+
 STUDY_COLUMN = "STUDY_KEY"
 FORM_TABLE_PREFIX = "FORM_"
 MANIFEST_TABLE = "IMEDNET_LOAD_MANIFEST"
@@ -103,13 +106,10 @@ def type_family(column_type: str) -> str:
     return _FAMILIES.get(base, base)
 
 
-def create_table_sql(table: str, columns: Sequence[tuple[str, str]]) -> str:
-    cols = ", ".join(f"{quote_ident(col)} {ctype}" for col, ctype in columns)
-    return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({cols})"
-
-
-def add_column_sql(table: str, column: str, ctype: str) -> str:
-    return f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(column)} {ctype}"
+# tables are created once and shared by every study: a second CREATE must not fail
+_DDL = TableDdl(quote_ident, "CREATE TABLE IF NOT EXISTS")
+create_table_sql = _DDL.create_table
+add_column_sql = _DDL.add_column
 
 
 def drop_column_sql(table: str, column: str) -> str:
@@ -251,16 +251,8 @@ def sync_state_table_sql() -> str:
     return create_table_sql(SYNC_STATE_TABLE, SYNC_STATE_COLUMNS)
 
 
-def read_sync_state_sql() -> str:
-    """(ENTITY, LAKE_TOKEN) an asset (%s) stored for a study (%s)."""
-    return (
-        f'SELECT "ENTITY", "LAKE_TOKEN" FROM {quote_ident(SYNC_STATE_TABLE)} '
-        'WHERE "ASSET" = %s AND "STUDY_KEY" = %s ORDER BY "ENTITY"'
-    )
-
-
-def delete_sync_state_sql() -> str:
-    return f'DELETE FROM {quote_ident(SYNC_STATE_TABLE)} WHERE "ASSET" = %s AND "STUDY_KEY" = %s'
+#: reading and clearing an asset's sync state for a study (upper-case quoted columns)
+SYNC_STATE = SyncStateSql(quote_ident(SYNC_STATE_TABLE), lambda c: quote_ident(c.upper()), "%s")
 
 
 def insert_sync_state_sql(rows: int) -> str:

@@ -7,7 +7,6 @@ file is one load batch: its row count and SHA-256 go into the manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from imednet_assets.defs.sinks.common import file_sha256
 
 COMPRESSION = "snappy"  # what Snowflake decodes fastest; files are short-lived
 
@@ -51,14 +52,6 @@ class ManifestRecord:
         return tuple(asdict(self).values())
 
 
-def _checksum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def upper_schema(schema: pa.Schema) -> pa.Schema:
     """`schema` with the Snowflake (upper-case) column names, so Parquet and table names agree."""
     return pa.schema([f.with_name(f.name.upper()) for f in schema])
@@ -92,7 +85,7 @@ def write_files(
         assert writer is not None and sink is not None and path is not None
         writer.close()
         sink.close()
-        files.append(StagedFile(path, rows, _checksum(path)))
+        files.append(StagedFile(path, rows, file_sha256(path)))
         writer, sink, rows = None, None, 0
 
     try:

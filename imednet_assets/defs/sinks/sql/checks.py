@@ -96,6 +96,7 @@ RECORD_CHECK = RecordCheck(
     "tables: the row count over all form_* tables equals the lake's records, and record_id is "
     "unique across them.",
     "sql_destination",
+    SqlDestination,
     read_records,
     FormTablesVerdict("sql_rows", "form_*"),
 )

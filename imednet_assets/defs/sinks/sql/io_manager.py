@@ -87,7 +87,7 @@ class SqlSinkIOManager(DestinationIOManager):
 
     destination: SqlDestination
 
-    def write(self, context: dg.OutputContext, obj: SqlStudyWrite) -> WriteReport:
+    def write_output(self, context: dg.OutputContext, obj: SqlStudyWrite) -> WriteReport:
         result = run_write(self.destination, obj, context.log)
         schema = self.destination.db_schema
         tables = sorted(result.rows)

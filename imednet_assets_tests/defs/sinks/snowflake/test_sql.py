@@ -84,10 +84,10 @@ def test_sync_state_and_changed_keys_statements() -> None:
     assert sql.sync_state_table_sql() == (
         'CREATE TABLE IF NOT EXISTS "IMEDNET_SYNC_STATE" ("ASSET" VARCHAR, "STUDY_KEY" VARCHAR, '
         '"ENTITY" VARCHAR, "LAKE_TOKEN" VARCHAR)')
-    assert sql.read_sync_state_sql() == (
+    assert sql.SYNC_STATE.select() == (
         'SELECT "ENTITY", "LAKE_TOKEN" FROM "IMEDNET_SYNC_STATE" '
         'WHERE "ASSET" = %s AND "STUDY_KEY" = %s ORDER BY "ENTITY"')
-    assert sql.delete_sync_state_sql() == (
+    assert sql.SYNC_STATE.delete() == (
         'DELETE FROM "IMEDNET_SYNC_STATE" WHERE "ASSET" = %s AND "STUDY_KEY" = %s')
     assert sql.insert_sync_state_sql(2) == (
         'INSERT INTO "IMEDNET_SYNC_STATE" ("ASSET", "STUDY_KEY", "ENTITY", "LAKE_TOKEN") '
