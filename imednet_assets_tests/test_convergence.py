@@ -1,0 +1,353 @@
+"""Incremental sync converges: a seeded random walk of upstream changes (modify, add, delete,
+purge, delete subjects, new variables, ties in one second), each step followed by an incremental
+run of the changed study, leaves every destination equal to a full refresh from scratch of the
+same API state, compared whole (per study; bookkeeping such as sync state left out)."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pyarrow.dataset as pads
+import pytest
+import snowflake.connector
+import sqlalchemy as sa
+
+from imednet_assets.defs.ingest.assets import ENTITIES, ingest_assets
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.lake.slice import study_dir
+from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
+from imednet_assets.defs.sinks.bundles.assets import bundle_assets
+from imednet_assets.defs.sinks.bundles.definitions import bundle_resources
+from imednet_assets.defs.sinks.duckdb.assets import duckdb_assets
+from imednet_assets.defs.sinks.duckdb.definitions import duckdb_resources
+from imednet_assets.defs.sinks.graph.assets import GRAPH_IO_MANAGER_KEY, build_graph_asset
+from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
+from imednet_assets.defs.sinks.graph.resources import GraphDestination
+from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
+from imednet_assets.defs.sinks.mongodb.definitions import mongodb_resources
+from imednet_assets.defs.sinks.snowflake import sql as snowflake_sql
+from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
+from imednet_assets.defs.sinks.snowflake.definitions import snowflake_resources
+from imednet_assets.defs.sinks.snowflake.resources import (
+    SnowflakeConnection,
+    SnowflakeLoadSettings,
+)
+from imednet_assets.defs.sinks.sql.assets import sql_assets
+from imednet_assets.defs.sinks.sql.ddl import SYNC_STATE_TABLE
+from imednet_assets.defs.sinks.sql.definitions import sql_resources
+from imednet_assets.demo import QUIET_CONSOLE
+from imednet_assets.local_servers import free_port
+from imednet_assets.local_servers.falkordb import FalkorServer
+from imednet_assets.local_servers.mongodb import NxServer
+from imednet_assets.local_servers.postgres import temporary_database
+from imednet_assets.local_servers.snowflake import LocalSnowflake
+from imednet_assets.simulator import SimulatorConfig, SimulatorServer
+from imednet_assets_tests.defs.ingest.conftest import API_KEY, SECURITY_KEY, imednet_resource
+from imednet_assets_tests.defs.sinks.graph.conftest import snapshot as graph_snapshot
+
+STEPS = 30
+SEED = 20261203
+
+
+def sorted_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Rows as sorted text: a whole-table comparison that ignores row and column order."""
+    return sorted(repr(sorted(r.items())) for r in rows)
+
+
+@dataclass
+class Target:
+    """One destination as the walk sees it: its assets, its resources in a namespace, and a
+    dump of one study's content there."""
+
+    name: str
+    assets: list[dg.AssetsDefinition]
+    resources: Callable[[Path], dict[str, Any]]
+    dump: Callable[[Path, str], Any]
+
+
+def _lake_dump(ns: Path, study: str) -> dict[str, list[str]]:
+    out = {}
+    for entity in ENTITIES:
+        folder = study_dir(ns / "lake", entity, study)
+        files = [str(p) for p in sorted(folder.rglob("*.parquet"))]
+        out[entity] = sorted_rows(pads.dataset(files, format="parquet").to_table().to_pylist())
+    return out
+
+
+def _duckdb_dump(ns: Path, study: str) -> dict[str, list[str]]:
+    """Every data table's rows of the study; a column another study's variables added (all
+    NULL for this study) is left out, so the two stacks compare on what this study holds."""
+    with duckdb.connect(str(ns / "imednet.duckdb"), read_only=True) as con:
+        tables = [t for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()]
+        out = {}
+        for table in tables:
+            rows = con.execute(f'SELECT * FROM "{table}" WHERE study_key = ?',
+                               [study]).to_arrow_table().to_pylist()
+            if rows:
+                out[table] = sorted_rows(_without_other_columns(rows))
+        return out
+
+
+def _bundles_dump(ns: Path, study: str) -> dict[str, bytes]:
+    """Every CSV of the study's bundle but `information.csv` (it states the extraction time)."""
+    with zipfile.ZipFile(ns / "bundles" / study / f"{study}.csv.zip") as zf:
+        return {n: zf.read(n) for n in zf.namelist() if n != "information.csv"}
+
+
+FILE_TARGETS = [
+    Target("lake", ingest_assets, lambda ns: {"lake_io_manager": LakeIOManager(
+        root=str(ns / "lake"))}, _lake_dump),
+    Target("duckdb", duckdb_assets, lambda ns: duckdb_resources(str(ns / "imednet.duckdb")),
+           _duckdb_dump),
+    # the CSV bundle stands for the three (they are rebuilt from the same tables)
+    Target("bundles", bundle_assets[:1], lambda ns: bundle_resources(str(ns / "bundles")),
+           _bundles_dump),
+]
+
+
+def namespace(ns: Path) -> str:
+    """A stack's name on a server (database, graph, schema): `conv_<folder>`."""
+    return "conv_" + re.sub(r"[^a-z0-9]", "_", ns.name.lower())
+
+
+def mongodb_target(server: NxServer) -> Target:
+    def dump(ns: Path, study: str) -> dict[str, list[str]]:
+        with server.client() as client:
+            db = client[namespace(ns)]
+            return {c: sorted_rows([{k: v for k, v in d.items() if k != "exported_at"}
+                                    for d in db[c].find({"study_key": study})])
+                    for c in ("records", "subjects")}
+
+    return Target("mongodb", mongodb_assets,
+                  lambda ns: mongodb_resources(server.uri, namespace(ns)), dump)
+
+
+def graph_target(server: FalkorServer) -> Target:
+    def resources(ns: Path) -> dict[str, Any]:
+        destination = GraphDestination(falkordb_url=server.url, falkordb_graph=namespace(ns))
+        return {GRAPH_IO_MANAGER_KEY: GraphIOManager(destination=destination)}
+
+    return Target("graph", [build_graph_asset("falkordb")], resources,
+                  lambda ns, study: graph_snapshot(server, namespace(ns), study,
+                                                   sync_state=False))
+
+
+def sql_target(url: sa.URL) -> Target:
+    """PostgreSQL, a schema per stack."""
+    def dump(ns: Path, study: str) -> dict[str, list[str]]:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                schema = namespace(ns)
+                tables = [t for t in sa.inspect(conn).get_table_names(schema=schema)
+                          if t != SYNC_STATE_TABLE]
+                out = {}
+                for table in tables:
+                    rows = conn.execute(sa.text(
+                        f'SELECT * FROM "{schema}"."{table}" WHERE study_key = :s'),
+                        {"s": study}).mappings().all()
+                    if rows:
+                        out[table] = sorted_rows(_without_other_columns([dict(r) for r in rows]))
+                return out
+        finally:
+            engine.dispose()
+
+    text = url.render_as_string(hide_password=False)
+    return Target("sql", sql_assets, lambda ns: sql_resources(text, namespace(ns)), dump)
+
+
+def snowflake_target(server: LocalSnowflake) -> Target:
+    """The fakesnow server, a schema per stack."""
+    def connect(schema: str | None) -> Any:
+        return snowflake.connector.connect(
+            user="walk", password="walk", account="fakesnow", database="IMEDNET", schema=schema,
+            network_timeout=60, **server.connection_args())
+
+    made: set[str] = set()
+
+    def resources(ns: Path) -> dict[str, Any]:
+        schema = namespace(ns).upper()
+        if schema not in made:
+            with connect(None) as conn:
+                conn.cursor().execute("CREATE DATABASE IF NOT EXISTS IMEDNET")
+                conn.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS IMEDNET.{schema}")
+            made.add(schema)
+        connection = SnowflakeConnection(
+            account="fakesnow", user="walk", password="walk", database="IMEDNET", schema=schema,
+            autocommit=True, network_timeout=60,
+            additional_snowflake_connection_args=server.connection_args())
+        load = SnowflakeLoadSettings(stage="IMEDNET_STAGE", manifest_path=str(ns / "sf.jsonl"),
+                                     retry_backoff_s=0)
+        return snowflake_resources(connection, load)
+
+    def dump(ns: Path, study: str) -> dict[str, list[str]]:
+        with connect(namespace(ns).upper()) as conn:
+            cur = conn.cursor(snowflake.connector.DictCursor)
+            tables = [r["TABLE_NAME"] for r in cur.execute(snowflake_sql.list_tables_sql())]
+            out = {}
+            for table in tables:
+                if table in (snowflake_sql.MANIFEST_TABLE, snowflake_sql.SYNC_STATE_TABLE):
+                    continue
+                rows = cur.execute(f'SELECT * FROM "{table}" WHERE "STUDY_KEY" = %s',
+                                   (study,)).fetchall()
+                if rows:
+                    out[table] = sorted_rows(_without_other_columns(rows))
+            return out
+
+    return Target("snowflake", snowflake_assets, resources, dump)
+
+
+def _without_other_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows minus the columns that are NULL in every one of them: a shared table may have
+    columns another study's variables added."""
+    keep = {k for r in rows for k, v in r.items() if v is not None}
+    return [{k: v for k, v in r.items() if k in keep} for r in rows]
+
+
+@dataclass
+class Walk:
+    sim: SimulatorServer
+    targets: list[Target]
+    base: Path
+    instance: dg.DagsterInstance = field(default_factory=dg.DagsterInstance.ephemeral)
+
+    def run(self, ns: Path, study: str, mode: str, *,
+            raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        resources: dict[str, Any] = {"imednet": imednet_resource()}
+        for target in self.targets:
+            resources.update(target.resources(ns))
+        return dg.materialize(
+            [a for t in self.targets for a in t.assets], partition_key=study,
+            instance=self.instance, resources=resources, tags=mode_tags(mode),
+            run_config=QUIET_CONSOLE, raise_on_error=raise_on_error,
+        )
+
+    def dumps(self, ns: Path, study: str) -> dict[str, Any]:
+        return {t.name: t.dump(ns, study) for t in self.targets}
+
+
+def random_change(rng: random.Random) -> dict[str, Any]:
+    """One upstream change: one or two kinds, small counts; sometimes in the same second."""
+    kinds = ["modify", "modify", "add", "delete", "purge", "delete_subjects", "new_variables"]
+    change: dict[str, Any] = {k: rng.randint(1, 3) for k in rng.sample(kinds, rng.randint(1, 2))}
+    if "new_variables" in change:
+        change["new_variables"] = 1
+        change["modify"] = change.get("modify", 0) + 5  # some records answer it
+    change["tick"] = rng.random() > 0.2
+    return change
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch):
+    config = SimulatorConfig(seed=31, studies=2, subjects=2, api_key=API_KEY,
+                             security_key=SECURITY_KEY)
+    with SimulatorServer(config) as server:
+        monkeypatch.setenv("IMEDNET_BASE_URL", server.base_url)
+        monkeypatch.setenv("IMEDNET_API_KEY", API_KEY)
+        monkeypatch.setenv("IMEDNET_SECURITY_KEY", SECURITY_KEY)
+        yield server
+
+
+def walk_and_compare(walk: Walk, steps: int = STEPS) -> list[str]:
+    """The walk; returns what happened at each step, for the failure message."""
+    studies = sorted(walk.sim.stats())
+    walk.instance.add_dynamic_partitions("study", studies)
+    kept = walk.base / "incremental"
+    for study in studies:
+        walk.run(kept, study, FULL)
+    rng = random.Random(SEED)
+    history: list[str] = []
+    for step in range(steps):
+        study, change = rng.choice(studies), random_change(rng)
+        walk.sim.advance(study_key=study, **change)
+        history.append(f"step {step}: {study} {change}")
+        walk.run(kept, study, INCREMENTAL)
+        fresh = walk.base / f"fresh-{step}"
+        walk.run(fresh, study, FULL)
+        mine, theirs = walk.dumps(kept, study), walk.dumps(fresh, study)
+        for target in walk.targets:
+            assert mine[target.name] == theirs[target.name], (target.name, history)
+    return history
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, Any]]:
+    """nx-27017, FalkorDB and fakesnow on loopback (data in a temp folder), and a throw-away
+    database on the local PostgreSQL, for the walk."""
+    folder = Path(tempfile.mkdtemp(prefix="imednet-walk-"))
+    nx = NxServer(folder / "nx")
+    nx.start()
+    falkor = FalkorServer().start()
+    try:
+        with LocalSnowflake(folder / "snow") as snow, temporary_database("imednet_walk") as pg:
+            yield {"mongodb": nx, "graph": falkor, "snowflake": snow, "sql": pg}
+    finally:
+        falkor.stop()
+        nx.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_every_destination_converges_over_a_random_walk(sim, servers, tmp_path):
+    targets = [*FILE_TARGETS, mongodb_target(servers["mongodb"]),
+               graph_target(servers["graph"]), sql_target(servers["sql"]),
+               snowflake_target(servers["snowflake"])]
+    history = walk_and_compare(Walk(sim, targets, tmp_path))
+    assert len(history) == STEPS
+    assert any("purge" in h for h in history) and any("new_variables" in h for h in history)
+    assert any("'tick': False" in h for h in history)
+
+
+def test_a_destination_down_during_incremental_runs_catches_up_and_holds_no_one_back(
+        sim, tmp_path):
+    """MongoDB unreachable for two incremental runs: the lake and DuckDB apply the changes
+    anyway; once it answers again, one run brings it to exactly a fresh full refresh (its sync
+    state is two changes behind; the lake's change log still reaches back)."""
+    folder = Path(tempfile.mkdtemp(prefix="imednet-down-"))
+    nx = NxServer(folder / "nx")
+    nx.start()
+    try:
+        mongo = mongodb_target(nx)
+        up = mongo.resources
+        down = {"now": False}
+        dead = f"mongodb://127.0.0.1:{free_port()}/"
+        kept = tmp_path / "incremental"
+        mongo.resources = lambda ns: (  # type: ignore[method-assign]
+            mongodb_resources(dead, namespace(ns), max_retries=0)
+            if down["now"] and ns == kept else up(ns))
+        walk = Walk(sim, [*FILE_TARGETS[:2], mongo], tmp_path)
+        study = sorted(sim.stats())[0]
+        walk.instance.add_dynamic_partitions("study", [study])
+        walk.run(kept, study, FULL)
+        down["now"] = True
+        for change in ({"modify": 3, "add": 1}, {"delete": 1, "delete_subjects": 1}):
+            sim.advance(study_key=study, **change)
+            result = walk.run(kept, study, INCREMENTAL, raise_on_error=False)
+            failed = sorted(e.step_key for e in result.all_events if e.is_step_failure)
+            assert failed == ["mongodb__records", "mongodb__subjects"]
+            fresh = tmp_path / f"fresh-{change.popitem()[0]}"
+            walk.run(fresh, study, FULL)
+            mine, theirs = walk.dumps(kept, study), walk.dumps(fresh, study)
+            assert mine["lake"] == theirs["lake"] and mine["duckdb"] == theirs["duckdb"]
+            assert mine["mongodb"] != theirs["mongodb"]  # behind while down
+        down["now"] = False
+        result = walk.run(kept, study, INCREMENTAL)
+        done = [e.step_materialization_data.materialization
+                for e in result.get_asset_materialization_events()]
+        modes = {m.asset_key.to_user_string(): m.metadata["mode"].value
+                 for m in done if m.asset_key.path[0] == "mongodb"}
+        assert modes == {"mongodb/records": "apply", "mongodb/subjects": "apply"}
+        assert walk.dumps(kept, study) == walk.dumps(fresh, study)
+    finally:
+        nx.stop()
+        shutil.rmtree(folder, ignore_errors=True)
