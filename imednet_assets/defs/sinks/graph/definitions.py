@@ -19,16 +19,15 @@ def is_configured() -> bool:
 def build_defs() -> dg.Definitions:
     """The graph asset and its reconciliation check, with the IO manager and the `graph`
     resource (the check reads through it), bound to the server the environment names."""
-    from imednet_assets.defs.sinks.graph.assets import GRAPH_IO_MANAGER_KEY, build_graph_asset
-    from imednet_assets.defs.sinks.graph.checks import graph_every_record_once
+    from imednet_assets.defs.sinks.graph.assets import SINK, build_graph_asset
+    from imednet_assets.defs.sinks.graph.checks import RECORD_CHECK
     from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
     from imednet_assets.defs.sinks.graph.resources import from_env
 
     kind = "neo4j" if os.environ.get("NEO4J_URI") else "falkordb"
     destination = from_env(dict(os.environ))
-    return dg.Definitions(
-        assets=[build_graph_asset(kind)],
-        asset_checks=[graph_every_record_once],
-        resources={"graph": destination,
-                   GRAPH_IO_MANAGER_KEY: GraphIOManager(destination=destination)},
+    return SINK.definitions(
+        [build_graph_asset(kind)],
+        {"graph": destination, SINK.io_manager_key: GraphIOManager(destination=destination)},
+        RECORD_CHECK,
     )

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import dagster as dg
 
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.changes import APPLY, KeyedPlan
 from imednet_assets.defs.sinks.common import DestinationError
+from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
 from imednet_assets.defs.sinks.graph.model import StudyGraph
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
 from imednet_assets.defs.sinks.graph.writer import GraphStats, StudyWriter
@@ -32,15 +33,10 @@ class GraphWrite:
     asset_name: str = "study_graph"
 
 
-def _metadata(stats: GraphStats, destination: str, plan: KeyedPlan,
-              node_counts: Mapping[str, int]) -> dict[str, dg.RawMetadataValue]:
-    per_label = {k: vars(v) for k, v in stats.nodes.items()}
-    per_rel = {k: vars(v) for k, v in stats.rels.items()}
-    metadata: dict[str, dg.RawMetadataValue] = {
-        "dagster/row_count": sum(node_counts.values()),
+def _metadata(stats: GraphStats, destination: str) -> dict[str, Any]:
+    """The graph's own metadata: nodes and relationships written, per label and type."""
+    return {
         "destination": destination,
-        "mode": plan.action,
-        "mode_reason": plan.reason,
         "nodes_written": stats.total("nodes", "written"),
         "nodes_created": stats.total("nodes", "created"),
         "nodes_updated": stats.updated("nodes"),
@@ -51,38 +47,31 @@ def _metadata(stats: GraphStats, destination: str, plan: KeyedPlan,
         "relationships_deleted": stats.total("rels", "deleted"),
         "batches": stats.batches,
         "seconds": round(stats.seconds, 3),
-        "node_counts": dg.MetadataValue.json(dict(node_counts)),
-        "nodes": dg.MetadataValue.json(per_label),
-        "relationships": dg.MetadataValue.json(per_rel),
+        "nodes": dg.MetadataValue.json({k: vars(v) for k, v in stats.nodes.items()}),
+        "relationships": dg.MetadataValue.json({k: vars(v) for k, v in stats.rels.items()}),
     }
-    if plan.action == APPLY:
-        metadata["keys_changed"] = dg.MetadataValue.json(
-            {e: len(k) for e, k in plan.keys.items()})
-    return metadata
 
 
-class GraphIOManager(dg.ConfigurableIOManager):
+class GraphIOManager(DestinationIOManager):
     """Writes a `GraphWrite`; loads back the study's node count per label."""
+
+    label: ClassVar[str] = "graph sink"
+    write_type: ClassVar[type] = GraphWrite
 
     destination: GraphDestination
 
-    def handle_output(self, context: dg.OutputContext, obj: GraphWrite) -> None:
-        study = context.partition_key
-        if not isinstance(obj, GraphWrite) or obj.study_key != study:
-            raise dg.Failure(
-                description=f"graph sink {context.asset_key.to_user_string()} for study {study}: "
-                f"expected a GraphWrite for that study, got {type(obj).__name__}")
+    def write_output(self, context: dg.OutputContext, obj: GraphWrite) -> WriteReport:
         transport = self.destination.transport()
         try:
             transport.open()
             writer = StudyWriter(transport, self.destination, log=context.log.info)
-            plan, stats = writer.sync(StudyGraph(study, obj.slices), obj.asset_name)
-            node_counts = writer.count_nodes(study)
-        except DestinationError as err:
-            raise dg.Failure(description=str(err)) from None
+            plan, stats = writer.sync(StudyGraph(obj.study_key, obj.slices), obj.asset_name)
+            node_counts = writer.count_nodes(obj.study_key)
         finally:
             transport.close()
-        context.add_output_metadata(_metadata(stats, transport.destination, plan, node_counts))
+        return WriteReport(node_counts, plan, extra={
+            **_metadata(stats, transport.destination),
+            "node_counts": dg.MetadataValue.json(dict(node_counts))})
 
     def load_input(self, context: dg.InputContext) -> dict[str, int]:
         study = context.partition_key

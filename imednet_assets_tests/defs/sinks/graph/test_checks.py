@@ -12,7 +12,6 @@ import pytest
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.sinks.graph.assets import build_graph_asset
 from imednet_assets.defs.sinks.graph.checks import graph_every_record_once
-from imednet_assets.defs.sinks.graph.definitions import build_defs
 from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
 from imednet_assets_tests.defs.sinks.check_runs import meta, run_check
@@ -54,19 +53,6 @@ def graph(tmp_path: Path, falkordb_server: FalkorServer, graph_name: str) -> Gra
     small_study(g.lake, "A", RECORDS)
     small_study(g.lake, OTHER, RECORDS)
     return g
-
-
-def test_check_is_in_the_destination_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NEO4J_URI", raising=False)
-    monkeypatch.setenv("FALKORDB_URL", "redis://127.0.0.1:1")
-    defs = build_defs()
-    [checks] = defs.asset_checks
-    [spec] = checks.check_specs
-    assert (spec.asset_key.path, spec.name, spec.blocking) == (
-        ["graph", "study_graph"], "every_record_once", False)
-    assert checks.node_def.pool == "graph_writer"
-    resources = defs.resources or {}
-    assert resources["graph"] is resources["graph_io_manager"].destination
 
 
 def test_passes_after_materialization_then_fails_with_exact_counts(graph: Graph) -> None:
