@@ -9,12 +9,12 @@ import dagster as dg
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.bundles.io_manager import BundleFormat, BundleWrite
-from imednet_assets.defs.sinks.lake_inputs import study_sink_asset
+from imednet_assets.defs.sinks.destination import Sink
 from imednet_assets.defs.sinks.tabular import ENTITIES
 
-BUNDLES_IO_MANAGER_KEY = "bundles_io_manager"
-POOL = "bundles_writer"
-GROUP = "bundles"
+SINK = Sink("bundles")
+BUNDLES_IO_MANAGER_KEY = SINK.io_manager_key
+POOL = SINK.pool
 
 #: format -> (Dagster kind, what the bundle is)
 FORMATS: dict[BundleFormat, tuple[str, str]] = {
@@ -36,16 +36,9 @@ def _bundle_asset(fmt: BundleFormat) -> dg.AssetsDefinition:
         studies = slices.pop("studies")
         return BundleWrite(fmt, study, slices, _study_name(studies))
 
-    return study_sink_asset(
-        key=["bundles", fmt],
-        entities=("studies", *ENTITIES),
-        group=GROUP,
-        kinds={kind},
-        io_manager_key=BUNDLES_IO_MANAGER_KEY,
-        pool=POOL,
-        description=f"The study as {what}, under <data dir>/bundles/<study>/.",
-        plan=plan,
-    )
+    return SINK.study_asset(fmt, ("studies", *ENTITIES),
+                            f"The study as {what}, under <data dir>/bundles/<study>/.", plan,
+                            kinds={kind})
 
 
 bundle_assets: list[dg.AssetsDefinition] = [_bundle_asset(fmt) for fmt in FORMATS]

@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from imednet_assets.defs.sinks.bundles.assets import BUNDLES_IO_MANAGER_KEY, bundle_assets
+from imednet_assets.defs.sinks.bundles.assets import BUNDLES_IO_MANAGER_KEY, SINK, bundle_assets
 from imednet_assets.defs.sinks.bundles.cells import HEADER_MODES, HeaderMode
 from imednet_assets.defs.sinks.bundles.io_manager import BundleIOManager
 
@@ -38,4 +38,4 @@ def bundle_resources(
 def build_defs() -> dg.Definitions:
     """The three bundle assets (`bundles/csv`, `bundles/xlsx`, `bundles/json`) and their IO
     manager; the lake IO manager comes from the top level."""
-    return dg.Definitions(assets=bundle_assets, resources=bundle_resources())
+    return SINK.definitions(bundle_assets, bundle_resources())

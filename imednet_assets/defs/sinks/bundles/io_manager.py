@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 import time
@@ -19,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -30,7 +29,13 @@ from imednet_assets.defs.sinks.bundles.content import StudyContent, WriteStats, 
 from imednet_assets.defs.sinks.bundles.csv_zip import write_csv_zip
 from imednet_assets.defs.sinks.bundles.jsonl import write_jsonl_zip
 from imednet_assets.defs.sinks.bundles.xlsx import write_xlsx
-from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError, error_detail
+from imednet_assets.defs.sinks.common import (
+    DestinationConfigError,
+    DestinationError,
+    error_detail,
+    file_sha256,
+)
+from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport, write_metadata
 from imednet_assets.defs.sinks.tabular import StudyTables
 from imednet_assets.settings import data_dir, redact
 
@@ -81,14 +86,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stale_temporaries(target: Path) -> list[Path]:
     """Temporary folders of `target` (a finished or failed write removes its own)."""
     return sorted(target.parent.glob(f".{target.name}.*{TMP_SUFFIX}"))
@@ -110,8 +107,8 @@ def write_atomically(
             temp = staging / target.name
             stats = write(temp)
             _fsync(temp)
-            digest = _sha256(temp)
-            changed = not target.exists() or _sha256(target) != digest
+            digest = file_sha256(temp)
+            changed = not target.exists() or file_sha256(target) != digest
             if changed:
                 os.replace(temp, target)
                 _fsync(target.parent)
@@ -120,9 +117,12 @@ def write_atomically(
     return stats, digest, changed
 
 
-class BundleIOManager(dg.ConfigurableIOManager):
+class BundleIOManager(DestinationIOManager):
     """Writes a `BundleWrite` for the run's study partition under `<root>/<study>/`; loading gives
     the bundle's path."""
+
+    label: ClassVar[str] = DESTINATION
+    write_type: ClassVar[type] = BundleWrite
 
     root: str | None = Field(
         default=None,
@@ -157,6 +157,13 @@ class BundleIOManager(dg.ConfigurableIOManager):
 
     def write(self, obj: BundleWrite, run_id: str = "run") -> dict[str, dg.RawMetadataValue]:
         """Write the bundle; returns its materialization metadata. Raises `DestinationError`."""
+        return write_metadata(self.write_bundle(obj, run_id))
+
+    def write_output(self, context: dg.OutputContext, obj: BundleWrite) -> WriteReport:
+        return self.write_bundle(obj, context.run_id)
+
+    def write_bundle(self, obj: BundleWrite, run_id: str) -> WriteReport:
+        """Write the bundle (no sync state: always from the lake, identical bytes kept)."""
         started = time.monotonic()
         target = bundle_path(self.root_path(), obj.study_key, obj.fmt)
         self._folder(obj.study_key)
@@ -183,7 +190,6 @@ class BundleIOManager(dg.ConfigurableIOManager):
                 f"({target}); the previous bundle is kept: {detail}"
             ) from err
         metadata: dict[str, dg.RawMetadataValue] = {
-            "dagster/row_count": sum(stats.rows.values()),
             "path": dg.MetadataValue.path(str(target)),
             "format": obj.fmt,
             "headers": self.headers,
@@ -200,20 +206,7 @@ class BundleIOManager(dg.ConfigurableIOManager):
             metadata["sheets"] = dg.MetadataValue.json(
                 {m: [name for name, _ in sheets] for m, sheets in sorted(stats.sheets.items())}
             )
-        return metadata
-
-    def handle_output(self, context: dg.OutputContext, obj: BundleWrite) -> None:
-        study = context.partition_key
-        if not isinstance(obj, BundleWrite) or obj.study_key != study:
-            raise dg.Failure(
-                description=f"{DESTINATION} {context.asset_key.to_user_string()} for study "
-                f"{study}: expected a BundleWrite for that study, got {type(obj).__name__}"
-            )
-        try:
-            metadata = self.write(obj, context.run_id)
-        except DestinationError as err:
-            raise dg.Failure(description=str(err)) from None
-        context.add_output_metadata(metadata)
+        return WriteReport(stats.rows, extra=metadata)
 
     def load_input(self, context: dg.InputContext) -> Path:
         """The path of the study's bundle in the upstream asset's format."""

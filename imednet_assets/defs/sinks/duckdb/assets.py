@@ -13,14 +13,15 @@ import pyarrow as pa
 
 from imednet_assets.defs.ingest.assets import ENTITIES
 from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.destination import Sink
 from imednet_assets.defs.sinks.duckdb import naming, sql
 from imednet_assets.defs.sinks.duckdb.io_manager import ColumnTypes, StudyWrite, TableLoad
 from imednet_assets.defs.sinks.duckdb.naming import FormTable, mapping_tables, plan_form_tables
-from imednet_assets.defs.sinks.lake_inputs import sink_asset, study_of
+from imednet_assets.defs.sinks.lake_inputs import study_of
 
-DUCKDB_IO_MANAGER_KEY = "duckdb_io_manager"
-POOL = "duckdb_writer"
-GROUP = "duckdb"
+SINK = Sink("duckdb")
+DUCKDB_IO_MANAGER_KEY = SINK.io_manager_key
+POOL = SINK.pool
 
 #: Entities copied column for column (lake schema = table schema).
 PLAIN_ENTITIES = (
@@ -39,22 +40,6 @@ KEYED_ENTITIES = ("subjects", "visits", "record_revisions", "queries")
 # Registered Arrow relations (names only live on the write's connection).
 _MAP = "_imednet_name_map"
 _DICTIONARY = "_imednet_dictionary"
-
-
-def _sink(name: str, ins: dict[str, str], description: str):
-    """The decorator every DuckDB asset shares (study partitions, pool, io manager, kinds).
-
-    `ins` maps parameter name -> lake entity read through the lake IO manager.
-    """
-    return sink_asset(
-        key=["duckdb", name],
-        ins=ins,
-        group=GROUP,
-        kinds={"duckdb"},
-        io_manager_key=DUCKDB_IO_MANAGER_KEY,
-        pool=POOL,
-        description=description,
-    )
 
 
 def _source(lake: LakeSlice, relations: dict[str, pa.Table]) -> str:
@@ -84,7 +69,7 @@ def _plan(
 
 
 def _entity_asset(entity: str) -> dg.AssetsDefinition:
-    @_sink(entity, {"lake": entity}, f"The lake's {entity}, copied as they are, by study.")
+    @SINK.asset(entity, {"lake": entity}, f"The lake's {entity}, copied as they are, by study.")
     def _asset(context: dg.AssetExecutionContext, lake: LakeSlice) -> StudyWrite:
         relations: dict[str, pa.Table] = {}
         select = sql.entity_select_sql(_source(lake, relations))
@@ -99,7 +84,7 @@ def _entity_asset(entity: str) -> dg.AssetsDefinition:
 entity_assets = [_entity_asset(entity) for entity in PLAIN_ENTITIES]
 
 
-@_sink(
+@SINK.asset(
     "forms",
     {"forms": "forms", "variables": "variables"},
     "Forms of the study, with `table_name`: the wide DuckDB table holding its records.",
@@ -115,7 +100,7 @@ def forms_asset(
                       slices={"forms": forms, "variables": variables})
 
 
-@_sink(
+@SINK.asset(
     "variables",
     {"variables": "variables"},
     "Data dictionary: one row per variable (form key/name, type, label, sequence) with "
@@ -139,7 +124,7 @@ def variables_asset(context: dg.AssetExecutionContext, variables: LakeSlice) -> 
     )
 
 
-@_sink(
+@SINK.asset(
     "records_long",
     {"records": "records", "variables": "variables"},
     "Long table: one row per record x recordData key (raw text value), with label and type "
@@ -171,7 +156,7 @@ def _wide_load(plan: FormTable, source: str) -> TableLoad:
     return TableLoad(plan.table_name, build, comments)
 
 
-@_sink(
+@SINK.asset(
     "form_tables",
     {"forms": "forms", "variables": "variables", "records": "records"},
     "One wide table per form (`form_<key>`): record meta columns, then one typed column per "

@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from imednet_assets.defs.sinks.duckdb.assets import duckdb_assets
+from imednet_assets.defs.sinks.duckdb.assets import SINK, duckdb_assets
 from imednet_assets.defs.sinks.duckdb.io_manager import DuckDBSinkIOManager
 from imednet_assets.settings import duckdb_path
 
@@ -11,7 +11,7 @@ from imednet_assets.settings import duckdb_path
 def duckdb_resources(database: str | None = None) -> dict[str, object]:
     """`duckdb` resource and `duckdb_io_manager` sharing one database file (default: settings)."""
     resource = DuckDBResource(database=database or str(duckdb_path()))
-    return {"duckdb": resource, "duckdb_io_manager": DuckDBSinkIOManager(duckdb=resource)}
+    return {"duckdb": resource, SINK.io_manager_key: DuckDBSinkIOManager(duckdb=resource)}
 
 
-defs = dg.Definitions(assets=duckdb_assets, resources=duckdb_resources())
+defs: dg.Definitions = SINK.definitions(duckdb_assets, duckdb_resources())

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import dagster as dg
 import duckdb
@@ -20,6 +21,8 @@ from dagster_duckdb import DuckDBResource
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.changes import APPLY, SKIP, ChangePlan, plan_changes
+from imednet_assets.defs.sinks.common import DestinationError
+from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
 from imednet_assets.defs.sinks.duckdb import sql
 
 # Table column types as DuckDB spells them, keyed by lower-cased column name.
@@ -70,7 +73,7 @@ class WriteOutcome:
     added: int = 0
 
 
-class DuckDBSinkError(Exception):
+class DuckDBSinkError(DestinationError):
     """A DuckDB write failed; the message names the asset, study, database and table."""
 
 
@@ -128,7 +131,7 @@ def _count(conn: duckdb.DuckDBPyConnection, statement: str, params: list) -> int
 
 def _sync_state(conn: duckdb.DuckDBPyConnection, write: StudyWrite) -> dict[str, str]:
     conn.execute(sql.create_sync_state_sql())
-    rows = conn.execute(sql.read_sync_state_sql(), [write.asset_name, write.study_key])
+    rows = conn.execute(sql.SYNC_STATE.select(), [write.asset_name, write.study_key])
     return dict(rows.fetchall())
 
 
@@ -188,7 +191,7 @@ def write_study(
                     sql.count_slice_sql(table), [write.study_key]
                 ).fetchone()[0]
             table = "(sync state)"
-            conn.execute(sql.delete_sync_state_sql(), [write.asset_name, write.study_key])
+            conn.execute(sql.SYNC_STATE.delete(), [write.asset_name, write.study_key])
             for entity, token in plan.tokens.items():
                 conn.execute(sql.insert_sync_state_sql(),
                              [write.asset_name, write.study_key, entity, token])
@@ -226,18 +229,16 @@ def _tables_of(context: dg.InputContext | dg.OutputContext) -> str:
     return context.asset_key.path[-1]
 
 
-class DuckDBSinkIOManager(dg.ConfigurableIOManager):
+class DuckDBSinkIOManager(DestinationIOManager):
     """Writes a `StudyWrite` for the run's study partition; loads the study's rows back as Arrow."""
+
+    label: ClassVar[str] = "DuckDB sink"
+    write_type: ClassVar[type] = StudyWrite
 
     duckdb: DuckDBResource
 
-    def handle_output(self, context: dg.OutputContext, obj: StudyWrite) -> None:
-        study = context.partition_key
-        if not isinstance(obj, StudyWrite) or obj.study_key != study:
-            raise dg.Failure(
-                f"DuckDB sink {context.asset_key.to_user_string()} for study {study}: expected a "
-                f"StudyWrite for that study, got {type(obj).__name__}"
-            )
+    def write_output(self, context: dg.OutputContext, obj: StudyWrite) -> WriteReport:
+        study = obj.study_key
         if self.duckdb.database != ":memory:":
             # a fresh data dir: DuckDB creates the file but not its folder
             Path(self.duckdb.database).parent.mkdir(parents=True, exist_ok=True)
@@ -247,28 +248,19 @@ class DuckDBSinkIOManager(dg.ConfigurableIOManager):
                 counts = outcome.counts
                 biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
                 preview = markdown_preview(conn, biggest, study) if biggest else ""
-            except DuckDBSinkError as err:
-                raise dg.Failure(description=str(err)) from None
             finally:
                 conn.close()
-        metadata: dict[str, dg.RawMetadataValue] = {
-            "dagster/row_count": sum(counts.values()),
-            "dagster/table_name": (
-                f"{sql.SCHEMA}.{next(iter(counts))}" if len(counts) == 1 else f"{sql.SCHEMA}.*"
-            ),
+        extra: dict[str, Any] = {
             "duckdb_database": self.duckdb.database,
             "tables": dg.MetadataValue.json(sorted(counts)),
             "preview": dg.MetadataValue.md(preview),
-            "mode": outcome.plan.action,
-            "mode_reason": outcome.plan.reason,
-            "rows_deleted": outcome.removed,
-            "rows_inserted": outcome.added,
         }
-        if outcome.plan.action == APPLY:
-            metadata["keys_changed"] = len(outcome.plan.keys)
         if obj.stale_prefix is not None:
-            metadata["form_row_counts"] = dg.MetadataValue.json(dict(sorted(counts.items())))
-        context.add_output_metadata(metadata)
+            extra["form_row_counts"] = dg.MetadataValue.json(dict(sorted(counts.items())))
+        return WriteReport(
+            counts, outcome.plan, inserted=outcome.added, deleted=outcome.removed,
+            table_name=f"{sql.SCHEMA}.{next(iter(counts)) if len(counts) == 1 else '*'}",
+            extra=extra)
 
     def load_input(self, context: dg.InputContext) -> pa.Table | dict[str, pa.Table]:
         """The study's rows of the asset's table (form_tables: a dict table name -> rows)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from imednet_assets.defs.sinks.changes import SyncStateSql
+from imednet_assets.defs.sinks.common import TableDdl
 from imednet_assets.defs.sinks.duckdb.naming import META_COLUMNS, VariableColumn
 
 SCHEMA = "main"
@@ -40,13 +42,9 @@ def read_parquet_sql(files: Iterable[Path | str]) -> str:
     return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
 
 
-def create_table_sql(table: str, columns: Sequence[tuple[str, str]]) -> str:
-    cols = ", ".join(f"{quote_ident(name)} {ctype}" for name, ctype in columns)
-    return f"CREATE TABLE {table_ref(table)} ({cols})"
-
-
-def add_column_sql(table: str, column: str, ctype: str) -> str:
-    return f"ALTER TABLE {table_ref(table)} ADD COLUMN {quote_ident(column)} {ctype}"
+_DDL = TableDdl(table_ref)
+create_table_sql = _DDL.create_table
+add_column_sql = _DDL.add_column
 
 
 def widen_column_sql(table: str, column: str) -> str:
@@ -225,15 +223,8 @@ def create_sync_state_sql() -> str:
     )
 
 
-def read_sync_state_sql() -> str:
-    return (
-        f"SELECT entity, lake_token FROM {sync_state_ref()} "
-        "WHERE asset = ? AND study_key = ? ORDER BY entity"
-    )
-
-
-def delete_sync_state_sql() -> str:
-    return f"DELETE FROM {sync_state_ref()} WHERE asset = ? AND study_key = ?"
+#: reading and clearing an asset's sync state for a study (column names are plain lower case)
+SYNC_STATE = SyncStateSql(sync_state_ref(), str, "?")
 
 
 def insert_sync_state_sql() -> str:
