@@ -1,7 +1,7 @@
 """The contract every destination implements, and the one place its Dagster objects are built.
 
 A destination is a folder with a writer and its settings. It supplies:
-- its `Sink` (name, kinds): the asset key prefix, group, pool `<name>_writer` and IO manager key
+- its `Sink` (its name): the asset key prefix, group, pool `<name>_writer` and IO manager key
   `<name>_io_manager` follow from the name;
 - a write value per asset and study (what the asset plans from its lake slices) and an IO
   manager subclassing `DestinationIOManager` whose `write_output` brings the study's slice to the
@@ -223,7 +223,6 @@ class Sink:
     IO manager `<name>_io_manager` in pool `<name>_writer` (one writer per destination)."""
 
     name: str
-    kinds: frozenset[str] = frozenset()
 
     @property
     def pool(self) -> str:
@@ -234,7 +233,7 @@ class Sink:
         return f"{self.name}_io_manager"
 
     def _kinds(self, kinds: Collection[str] | None) -> set[str]:
-        return set(kinds or self.kinds or {self.name})
+        return set(kinds or {self.name})
 
     def asset(self, asset: str, ins: Mapping[str, str], description: str,
               kinds: Collection[str] | None = None) -> Callable[..., dg.AssetsDefinition]:
@@ -253,6 +252,7 @@ class Sink:
 
     def record_check(self, check: RecordCheck) -> dg.AssetChecksDefinition:
         """`every_record_once` on `<name>/<check.asset>`, in the destination's pool."""
+        # imported here: the check helpers import the DuckDB sink, which imports this module
         from imednet_assets.defs.checks._support import (
             id_samples,
             lake_record_ids,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.sinks.lake_inputs import sink_asset, study_of
+from imednet_assets.defs.sinks.destination import Sink
 from imednet_assets.defs.sinks.mongodb.documents import (
     rebatch,
     record_documents,
@@ -25,28 +25,15 @@ from imednet_assets.defs.sinks.mongodb.documents import (
 )
 from imednet_assets.defs.sinks.mongodb.writer import CollectionWrite, KeyedDocs
 
-MONGODB_IO_MANAGER_KEY = "mongodb_io_manager"
-POOL = "mongodb_writer"
-GROUP = "mongodb"
+SINK = Sink("mongodb")
+MONGODB_IO_MANAGER_KEY = SINK.io_manager_key
+POOL = SINK.pool
 RECORDS_COLLECTION = "records"
 SUBJECTS_COLLECTION = "subjects"
 RECORD_INDEXES = ("study_key", "subject_key", "form_key")
 SUBJECT_INDEXES = ("study_key", "subject_key")
 IN_CHUNK = 10_000
 OR_CHUNK = 1_000
-
-
-def _sink(name: str, ins: dict[str, str], description: str):
-    """The decorator both assets share (study partitions, pool, io manager, kinds)."""
-    return sink_asset(
-        key=["mongodb", name],
-        ins=ins,
-        group=GROUP,
-        kinds={"mongodb"},
-        io_manager_key=MONGODB_IO_MANAGER_KEY,
-        pool=POOL,
-        description=description,
-    )
 
 
 def _arrow_batches(lake: LakeSlice, size: int,
@@ -75,16 +62,6 @@ def _chunked(field: str, values: frozenset[Any]) -> Iterator[dict[str, Any]]:
         yield {field: {"$in": ordered[start : start + IN_CHUNK]}}
 
 
-@_sink(
-    RECORDS_COLLECTION,
-    {"records": "records"},
-    "One document per record in `records`: `_id = <study_key>/<record_id>`, keys, status, dates "
-    "and `record_data` (field names MongoDB refuses are percent-encoded, see `renamed_fields`).",
-)
-def records_asset(context: dg.AssetExecutionContext, records: LakeSlice) -> CollectionWrite:
-    return records_write(study_of(context, (records,)), records)
-
-
 def records_write(study: str, records: LakeSlice) -> CollectionWrite:
     """The study's record envelopes, planned from its lake slice (also used by the benchmark).
 
@@ -105,18 +82,6 @@ def records_write(study: str, records: LakeSlice) -> CollectionWrite:
     return CollectionWrite("records", study, RECORDS_COLLECTION, RECORD_INDEXES, _rows(records),
                            batches, slices={"records": records},
                            keyed=KeyedDocs(("records",), select, build))
-
-
-@_sink(
-    SUBJECTS_COLLECTION,
-    {"subjects": "subjects", "visits": "visits"},
-    "One document per subject in `subjects` (`_id = <study_key>/<subject_key>`), its visits "
-    "embedded as `visits`, ordered by visit_id.",
-)
-def subjects_asset(
-    context: dg.AssetExecutionContext, subjects: LakeSlice, visits: LakeSlice
-) -> CollectionWrite:
-    return subjects_write(study_of(context, (subjects, visits)), subjects, visits)
 
 
 def subjects_write(study: str, subjects: LakeSlice, visits: LakeSlice) -> CollectionWrite:
@@ -183,5 +148,19 @@ def subjects_write(study: str, subjects: LakeSlice, visits: LakeSlice) -> Collec
         keyed=KeyedDocs(("subjects", "visits"), select, build),
     )
 
+
+records_asset = SINK.study_asset(
+    RECORDS_COLLECTION, ("records",),
+    "One document per record in `records`: `_id = <study_key>/<record_id>`, keys, status, dates "
+    "and `record_data` (field names MongoDB refuses are percent-encoded, see `renamed_fields`).",
+    lambda study, slices: records_write(study, slices["records"]),
+)
+
+subjects_asset = SINK.study_asset(
+    SUBJECTS_COLLECTION, ("subjects", "visits"),
+    "One document per subject in `subjects` (`_id = <study_key>/<subject_key>`), its visits "
+    "embedded as `visits`, ordered by visit_id.",
+    lambda study, slices: subjects_write(study, slices["subjects"], slices["visits"]),
+)
 
 mongodb_assets: list[dg.AssetsDefinition] = [records_asset, subjects_asset]

@@ -43,8 +43,7 @@ def mongodb_resources(
 def build_defs() -> dg.Definitions:
     """The assets (group `mongodb`, pool `mongodb_writer`), their reconciliation check and their
     resources."""
-    from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
-    from imednet_assets.defs.sinks.mongodb.checks import mongodb_every_record_once
+    from imednet_assets.defs.sinks.mongodb.assets import SINK, mongodb_assets
+    from imednet_assets.defs.sinks.mongodb.checks import RECORD_CHECK
 
-    return dg.Definitions(assets=mongodb_assets, asset_checks=[mongodb_every_record_once],
-                          resources=mongodb_resources())
+    return SINK.definitions(mongodb_assets, mongodb_resources(), RECORD_CHECK)

@@ -26,11 +26,11 @@ import pytest
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.slice import LakeSlice
-from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.bundles.assets import bundle_assets
 from imednet_assets.defs.sinks.bundles.definitions import bundle_resources
 from imednet_assets.defs.sinks.bundles.io_manager import bundle_path
 from imednet_assets.defs.sinks.tabular import ENTITIES, StudyTables
+from imednet_assets_tests.defs.sinks.runs import materialize_study
 
 LAKE_ENTITIES = ("studies", "sites", "intervals", "forms", "variables", "subjects", "visits",
                  "records", "record_revisions", "queries")
@@ -62,18 +62,11 @@ class Bundles:
 
     def run(self, study: str, *, headers: str = "names", raise_on_error: bool = True,
             root: Path | None = None) -> dg.ExecuteInProcessResult:
-        if study not in self.instance.get_dynamic_partitions("study"):
-            self.instance.add_dynamic_partitions("study", [study])
-        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
-                    for e in LAKE_ENTITIES]
-        return dg.materialize(
-            [*upstream, *bundle_assets],
-            partition_key=study,
-            instance=self.instance,
-            resources={"lake_io_manager": LakeIOManager(root=str(self.lake)),
-                       **bundle_resources(str(root or self.root), headers)},  # type: ignore[arg-type]
-            raise_on_error=raise_on_error,
-        )
+        return materialize_study(
+            self.instance, study, bundle_assets,
+            {"lake_io_manager": LakeIOManager(root=str(self.lake)),
+             **bundle_resources(str(root or self.root), headers)},  # type: ignore[arg-type]
+            raise_on_error=raise_on_error)
 
     def path(self, study: str, fmt: str) -> Path:
         return bundle_path(self.root, study, fmt)

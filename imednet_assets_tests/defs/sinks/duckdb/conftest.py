@@ -15,9 +15,9 @@ import pytest
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.slice import encode, study_dir
-from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.duckdb.assets import duckdb_assets
 from imednet_assets.defs.sinks.duckdb.definitions import duckdb_resources
+from imednet_assets_tests.defs.sinks.runs import materialize_study
 
 ENTITIES = ("studies", "sites", "intervals", "forms", "variables", "subjects", "visits",
             "records", "record_revisions", "queries")
@@ -86,18 +86,10 @@ class Sink:
         self.instance = dg.DagsterInstance.ephemeral()
 
     def run(self, study: str, *, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-        if study not in self.instance.get_dynamic_partitions("study"):
-            self.instance.add_dynamic_partitions("study", [study])
-        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
-                    for e in ENTITIES]
-        return dg.materialize(
-            [*upstream, *duckdb_assets],
-            partition_key=study,
-            instance=self.instance,
-            resources={"lake_io_manager": LakeIOManager(root=str(self.lake)),
-                       **duckdb_resources(self.db)},
-            raise_on_error=raise_on_error,
-        )
+        return materialize_study(
+            self.instance, study, duckdb_assets,
+            {"lake_io_manager": LakeIOManager(root=str(self.lake)), **duckdb_resources(self.db)},
+            raise_on_error=raise_on_error)
 
     def query(self, text: str, params: list | None = None) -> list[tuple]:
         conn = duckdb.connect(self.db, read_only=True)

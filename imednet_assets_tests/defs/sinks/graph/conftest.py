@@ -13,17 +13,16 @@ import orjson
 import pytest
 
 from imednet_assets.defs.lake.io_manager import LakeIOManager
-from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.graph.assets import build_graph_asset
 from imednet_assets.defs.sinks.graph.cypher import SYNC_STATE
 from imednet_assets.defs.sinks.graph.io_manager import GraphIOManager
-from imednet_assets.defs.sinks.graph.model import ENTITIES
 from imednet_assets.defs.sinks.graph.properties import LOAD_ID
 from imednet_assets.defs.sinks.graph.resources import GraphDestination
 from imednet_assets.local_servers import free_port
 from imednet_assets.local_servers.falkordb import FalkorServer, free_bolt_port
 from imednet_assets_tests.defs.ingest.conftest import imednet_env, sim  # noqa: F401 - fixtures
 from imednet_assets_tests.defs.sinks.duckdb.conftest import variable, write_lake
+from imednet_assets_tests.defs.sinks.runs import materialize_study
 
 __all__ = ["FalkorServer", "free_bolt_port", "free_port"]
 
@@ -84,19 +83,11 @@ class GraphSink:
 
     def run(self, study: str, *, raise_on_error: bool = True,
             destination: GraphDestination | None = None) -> dg.ExecuteInProcessResult:
-        if study not in self.instance.get_dynamic_partitions("study"):
-            self.instance.add_dynamic_partitions("study", [study])
-        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
-                    for e in ENTITIES]
-        return dg.materialize(
-            [*upstream, build_graph_asset("falkordb")],
-            partition_key=study,
-            instance=self.instance,
-            resources={"lake_io_manager": LakeIOManager(root=str(self.lake)),
-                       "graph_io_manager": GraphIOManager(
-                           destination=destination or self.destination)},
-            raise_on_error=raise_on_error,
-        )
+        return materialize_study(
+            self.instance, study, [build_graph_asset("falkordb")],
+            {"lake_io_manager": LakeIOManager(root=str(self.lake)),
+             "graph_io_manager": GraphIOManager(destination=destination or self.destination)},
+            raise_on_error=raise_on_error)
 
     def metadata(self, result: dg.ExecuteInProcessResult) -> dict[str, Any]:
         [event] = result.get_asset_materialization_events()

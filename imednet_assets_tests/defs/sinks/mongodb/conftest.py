@@ -21,13 +21,13 @@ import pytest
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.manifest import SliceManifest
 from imednet_assets.defs.lake.slice import study_dir
-from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
 from imednet_assets.defs.sinks.mongodb.definitions import mongodb_resources
 from imednet_assets.local_servers import free_port
 from imednet_assets.local_servers.mongodb import NxServer as MongoServer
 from imednet_assets_tests.defs.ingest.conftest import imednet_env, sim  # noqa: F401 - fixtures
-from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES, write_lake
+from imednet_assets_tests.defs.sinks.duckdb.conftest import write_lake
+from imednet_assets_tests.defs.sinks.runs import materialize_study
 
 __all__ = ["MongoServer", "free_port"]
 
@@ -61,13 +61,8 @@ class MongoSink:
 
     def run(self, study: str, *, raise_on_error: bool = True,
             **settings: Any) -> dg.ExecuteInProcessResult:
-        if study not in self.instance.get_dynamic_partitions("study"):
-            self.instance.add_dynamic_partitions("study", [study])
-        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
-                    for e in ENTITIES]
-        return dg.materialize([*upstream, *mongodb_assets], partition_key=study,
-                              instance=self.instance, resources=self.resources(**settings),
-                              raise_on_error=raise_on_error)
+        return materialize_study(self.instance, study, mongodb_assets,
+                                 self.resources(**settings), raise_on_error=raise_on_error)
 
     def docs(self, collection: str, study: str | None = None) -> list[dict]:
         """Every document (optionally of one study), ordered by `_id`."""

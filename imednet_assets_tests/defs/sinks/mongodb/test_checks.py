@@ -10,7 +10,6 @@ import pytest
 
 from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
 from imednet_assets.defs.sinks.mongodb.checks import mongodb_every_record_once
-from imednet_assets.defs.sinks.mongodb.definitions import build_defs
 from imednet_assets_tests.defs.sinks.check_runs import meta, run_check
 from imednet_assets_tests.defs.sinks.duckdb.test_assets import study_a
 from imednet_assets_tests.defs.sinks.mongodb.conftest import MongoServer, MongoSink
@@ -31,15 +30,6 @@ def check(sink: MongoSink, study: str, *, materialize: bool = False):
 def delete(sink: MongoSink, query: dict) -> int:
     with sink.server.client() as client:
         return client[sink.database]["records"].delete_many(query).deleted_count
-
-
-def test_check_is_in_the_destination_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1")
-    [checks] = build_defs().asset_checks
-    [spec] = checks.check_specs
-    assert (spec.asset_key.path, spec.name, spec.blocking) == (
-        ["mongodb", "records"], "every_record_once", False)
-    assert checks.node_def.pool == "mongodb_writer"
 
 
 def test_passes_after_materialization_then_fails_with_exact_counts(sink: MongoSink) -> None:
