@@ -118,6 +118,11 @@ def incremental_table(runs: list[dict]) -> list[str]:
             f"| {r['incremental_requests'] / r['full_requests']:.2%} "
             f"| {r['tick_requests']} for {r['entities']} entities |"
         )
+    lines.append("")
+    for r in runs:
+        slowest = r.get("slowest_steps", {}).get("incremental", {})
+        steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in slowest.items())
+        lines.append(f"- slowest incremental steps ({', '.join(r['destinations'])}): {steps}")
     return lines
 
 
