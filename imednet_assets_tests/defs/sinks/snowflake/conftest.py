@@ -13,7 +13,6 @@ import pytest
 import snowflake.connector
 
 from imednet_assets.defs.lake.io_manager import LakeIOManager
-from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.snowflake import sql
 from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
 from imednet_assets.defs.sinks.snowflake.definitions import snowflake_resources
@@ -23,7 +22,7 @@ from imednet_assets_tests.defs.ingest.conftest import (  # noqa: F401 - the simu
     imednet_env,
     sim,
 )
-from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
+from imednet_assets_tests.defs.sinks.runs import materialize_study
 
 DATABASE = "IMEDNET"
 PASSWORD = "s3cr3t-Pa55word"
@@ -70,19 +69,11 @@ class SnowSink:
 
     def run(self, study: str, *, raise_on_error: bool = True, selection: list[str] | None = None,
             connection: SnowflakeConnection | None = None) -> dg.ExecuteInProcessResult:
-        if study not in self.instance.get_dynamic_partitions("study"):
-            self.instance.add_dynamic_partitions("study", [study])
-        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
-                    for e in ENTITIES]
-        return dg.materialize(
-            [*upstream, *snowflake_assets],
-            selection=selection or [a.key for a in snowflake_assets],
-            partition_key=study,
-            instance=self.instance,
-            resources={"lake_io_manager": LakeIOManager(root=str(self.lake)),
-                       **snowflake_resources(connection or self.connection(), self.settings())},
-            raise_on_error=raise_on_error,
-        )
+        return materialize_study(
+            self.instance, study, snowflake_assets,
+            {"lake_io_manager": LakeIOManager(root=str(self.lake)),
+             **snowflake_resources(connection or self.connection(), self.settings())},
+            raise_on_error=raise_on_error, selection=selection)
 
     def _connect(self, schema: bool = True) -> Any:
         return snowflake.connector.connect(

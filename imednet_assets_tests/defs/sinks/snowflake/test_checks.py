@@ -4,12 +4,10 @@ tampering, ignores other studies."""
 
 from __future__ import annotations
 
-import pytest
-
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
 from imednet_assets.defs.sinks.snowflake.checks import snowflake_every_record_once
-from imednet_assets.defs.sinks.snowflake.definitions import build_defs, snowflake_resources
+from imednet_assets.defs.sinks.snowflake.definitions import snowflake_resources
 from imednet_assets_tests.defs.sinks.check_runs import meta, run_check, shown
 from imednet_assets_tests.defs.sinks.duckdb.test_assets import study_a
 from imednet_assets_tests.defs.sinks.snowflake.conftest import PASSWORD, SnowSink
@@ -22,20 +20,6 @@ def check(snow: SnowSink, study: str, *, materialize: bool = False):
                  **snowflake_resources(snow.connection(), snow.settings())}
     return run_check(snow.instance, study, snowflake_every_record_once, resources,
                      snowflake_assets, materialize=materialize)
-
-
-def test_check_is_in_the_destination_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", "acme")
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", PASSWORD)
-    monkeypatch.setenv("SNOWFLAKE_USER", "loader")
-    defs = build_defs()
-    [checks] = defs.asset_checks
-    [spec] = checks.check_specs
-    assert (spec.asset_key.path, spec.name, spec.blocking) == (
-        ["snowflake", "form_tables"], "every_record_once", False)
-    assert checks.node_def.pool == "snowflake_writer"
-    resources = defs.resources or {}
-    assert resources["snowflake"] is resources["snowflake_io_manager"].snowflake
 
 
 def test_passes_after_materialization_with_exact_metadata(snow: SnowSink) -> None:

@@ -17,12 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from imednet_assets.defs.lake.io_manager import LakeIOManager
-from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.sql import ddl
 from imednet_assets.defs.sinks.sql.assets import sql_assets
 from imednet_assets.defs.sinks.sql.definitions import sql_resources
 from imednet_assets.local_servers.postgres import temporary_database
-from imednet_assets_tests.defs.sinks.duckdb.conftest import ENTITIES
+from imednet_assets_tests.defs.sinks.runs import materialize_study
 
 #: The local MariaDB's admin login (started on this machine kind before every session and CI);
 #: the tests make their own databases with it.
@@ -75,17 +74,8 @@ class SqlSink:
 
     def run(self, study: str, *, raise_on_error: bool = True, assets=None,
             **settings: object) -> dg.ExecuteInProcessResult:
-        if study not in self.instance.get_dynamic_partitions("study"):
-            self.instance.add_dynamic_partitions("study", [study])
-        upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions)
-                    for e in ENTITIES]
-        return dg.materialize(
-            [*upstream, *(assets or sql_assets)],
-            partition_key=study,
-            instance=self.instance,
-            resources=self.resources(**settings),
-            raise_on_error=raise_on_error,
-        )
+        return materialize_study(self.instance, study, assets or sql_assets,
+                                 self.resources(**settings), raise_on_error=raise_on_error)
 
     @property
     def dialect(self) -> str:

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 
 from imednet_assets.defs.sinks.sql.assets import sql_assets
 from imednet_assets.defs.sinks.sql.checks import sql_every_record_once
-from imednet_assets.defs.sinks.sql.definitions import build_defs
 from imednet_assets_tests.defs.sinks.check_runs import meta, run_check, shown
 from imednet_assets_tests.defs.sinks.duckdb.test_assets import study_a
 from imednet_assets_tests.defs.sinks.sql.conftest import SqlSink
@@ -37,15 +36,6 @@ def sink(tmp_path: Path, pg_url: sa.URL) -> Iterator[SqlSink]:
 def check(sink: SqlSink, study: str, *, materialize: bool = False):
     return run_check(sink.instance, study, sql_every_record_once, sink.resources(), sql_assets,
                      materialize=materialize)
-
-
-def test_check_is_in_the_destination_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IMEDNET_ASSETS_SQL_URL", "postgresql://u@127.0.0.1/db")
-    [checks] = build_defs().asset_checks
-    [spec] = checks.check_specs
-    assert (spec.asset_key.path, spec.name, spec.blocking) == (
-        ["sql", "form_tables"], "every_record_once", False)
-    assert checks.node_def.pool == "sql_writer"
 
 
 def test_passes_after_materialization_with_exact_metadata(sink: SqlSink) -> None:
