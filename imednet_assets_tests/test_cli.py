@@ -40,6 +40,12 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
+def sim_env(sim: SimulatorServer, data: Path) -> dict[str, str]:
+    """The CLI's environment for `data` against the test simulator, with its keys."""
+    return {"IMEDNET_ASSETS_DATA_DIR": str(data), "IMEDNET_BASE_URL": sim.base_url,
+            "IMEDNET_API_KEY": API_KEY, "IMEDNET_SECURITY_KEY": SECURITY_KEY}
+
+
 def snapshot(data: Path) -> dict[str, str]:
     """What readers see: every lake file's bytes (not staging or trash), every CSV of the
     bundles but `information.csv` (it states the extraction time, which a new run moves) and
@@ -103,8 +109,7 @@ def test_a_demo_killed_mid_write_then_run_again_ends_as_a_clean_run(tmp_path: Pa
                              security_key=SECURITY_KEY)
     with SimulatorServer(config) as sim:
         def env(data: Path) -> dict[str, str]:
-            return {"IMEDNET_ASSETS_DATA_DIR": str(data), "IMEDNET_BASE_URL": sim.base_url,
-                    "IMEDNET_API_KEY": API_KEY, "IMEDNET_SECURITY_KEY": SECURITY_KEY}
+            return sim_env(sim, data)
 
         assert run_cli("demo", env=env(tmp_path / "clean")).returncode == 0
         clean = snapshot(tmp_path / "clean")
@@ -200,8 +205,7 @@ def test_refresh_brings_the_data_dir_to_what_a_fresh_demo_writes(tmp_path: Path)
                              security_key=SECURITY_KEY)
     with SimulatorServer(config) as sim:
         def env(data: Path) -> dict[str, str]:
-            return {"IMEDNET_ASSETS_DATA_DIR": str(data), "IMEDNET_BASE_URL": sim.base_url,
-                    "IMEDNET_API_KEY": API_KEY, "IMEDNET_SECURITY_KEY": SECURITY_KEY}
+            return sim_env(sim, data)
 
         data = tmp_path / "kept"
         assert run_cli("demo", env=env(data)).returncode == 0

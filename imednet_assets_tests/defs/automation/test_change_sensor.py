@@ -101,9 +101,11 @@ def test_the_budget_spreads_studies_over_ticks(sim, instance, lake):
 def test_reconcile_schedule_asks_an_incremental_run_of_every_study(sim):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("study", sorted(sim.stats()))
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=datetime(2026, 6, 1, 2))
-        requests = list(study_reconcile_schedule(context))
+        # as a context manager: the context enters an instance of its own from the ref, and
+        # only its exit closes it (else Dagster's current defs-state storage dangles)
+        with dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=datetime(2026, 6, 1, 2)) as context:
+            requests = list(study_reconcile_schedule(context))
     assert [(r.partition_key, r.run_key, r.tags[MODE_TAG]) for r in requests] == [
         (s, f"reconcile:{s}:2026-06-01", INCREMENTAL) for s in sorted(sim.stats())
     ]

@@ -97,15 +97,17 @@ class _Manager(DestinationIOManager):
 
 
 def _context(study: str) -> dg.OutputContext:
+    # used as a context manager: its ephemeral instance must be closed again, or Dagster's
+    # current defs-state storage keeps pointing at it and later runs in this process fail
     return dg.build_output_context(asset_key=dg.AssetKey(["test", "t"]), partition_key=study)
 
 
 def test_io_manager_refuses_another_studys_write_and_reports_failures() -> None:
-    with pytest.raises(dg.Failure) as refused:
-        _Manager().handle_output(_context("A"), _Write("B"))
+    with pytest.raises(dg.Failure) as refused, _context("A") as context:
+        _Manager().handle_output(context, _Write("B"))
     assert refused.value.description == (
         "test sink test/t for study A: expected a _Write for that study, got _Write")
-    with pytest.raises(dg.Failure) as failed:
-        _Manager(fail=True).handle_output(_context("A"), _Write("A"))
+    with pytest.raises(dg.Failure) as failed, _context("A") as context:
+        _Manager(fail=True).handle_output(context, _Write("A"))
     assert failed.value.description == "test sink at ***: study A, batch 1 of 1 failed"
     assert failed.value.__cause__ is None

@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 import dagster as dg
 from pydantic import Field
 
+from imednet_assets.defs.lake.files import fsync
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.bundles.cells import HeaderMode, study_folder
 from imednet_assets.defs.sinks.bundles.content import StudyContent, WriteStats, extraction_time
@@ -78,14 +79,6 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def stale_temporaries(target: Path) -> list[Path]:
     """Temporary folders of `target` (a finished or failed write removes its own)."""
     return sorted(target.parent.glob(f".{target.name}.*{TMP_SUFFIX}"))
@@ -106,12 +99,12 @@ def write_atomically(
         try:
             temp = staging / target.name
             stats = write(temp)
-            _fsync(temp)
+            fsync(temp)
             digest = file_sha256(temp)
             changed = not target.exists() or file_sha256(target) != digest
             if changed:
                 os.replace(temp, target)
-                _fsync(target.parent)
+                fsync(target.parent)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return stats, digest, changed

@@ -1,16 +1,17 @@
-"""Incremental sync converges: a seeded random walk of upstream changes (modify, add, delete,
-purge, delete subjects, new variables, ties in one second), each step followed by an incremental
-run of the changed study, leaves every destination equal to a full refresh from scratch of the
-same API state, compared whole (per study; bookkeeping such as sync state left out)."""
+"""The convergence walk: a seeded random walk of upstream changes (modify, add, delete, purge,
+delete subjects, new variables, ties in one second), each step followed by an incremental run of
+the changed study, after which every destination must equal a full refresh from scratch of the
+same API state, compared whole (per study; bookkeeping such as sync state left out).
+
+Here: the destinations as the walk sees them (`Target`), the walk itself and its changes. The
+tests beside this module run it over the destinations, split in two so both test workers walk."""
 
 from __future__ import annotations
 
 import random
 import re
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pyarrow.dataset as pads
-import pytest
 import snowflake.connector
 import sqlalchemy as sa
 
@@ -46,13 +46,11 @@ from imednet_assets.defs.sinks.sql.assets import sql_assets
 from imednet_assets.defs.sinks.sql.ddl import SYNC_STATE_TABLE
 from imednet_assets.defs.sinks.sql.definitions import sql_resources
 from imednet_assets.demo import QUIET_CONSOLE
-from imednet_assets.local_servers import free_port
 from imednet_assets.local_servers.falkordb import FalkorServer
 from imednet_assets.local_servers.mongodb import NxServer
-from imednet_assets.local_servers.postgres import temporary_database
 from imednet_assets.local_servers.snowflake import LocalSnowflake
-from imednet_assets.simulator import SimulatorConfig, SimulatorServer
-from imednet_assets_tests.defs.ingest.conftest import API_KEY, SECURITY_KEY, imednet_resource
+from imednet_assets.simulator import SimulatorServer
+from imednet_assets_tests.defs.ingest.conftest import imednet_resource
 from imednet_assets_tests.defs.sinks.graph.conftest import snapshot as graph_snapshot
 
 STEPS = 30
@@ -248,17 +246,6 @@ def random_change(rng: random.Random) -> dict[str, Any]:
     return change
 
 
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch):
-    config = SimulatorConfig(seed=31, studies=2, subjects=2, api_key=API_KEY,
-                             security_key=SECURITY_KEY)
-    with SimulatorServer(config) as server:
-        monkeypatch.setenv("IMEDNET_BASE_URL", server.base_url)
-        monkeypatch.setenv("IMEDNET_API_KEY", API_KEY)
-        monkeypatch.setenv("IMEDNET_SECURITY_KEY", SECURITY_KEY)
-        yield server
-
-
 def walk_and_compare(walk: Walk, steps: int = STEPS) -> list[str]:
     """The walk; returns what happened at each step, for the failure message."""
     studies = sorted(walk.sim.stats())
@@ -281,73 +268,3 @@ def walk_and_compare(walk: Walk, steps: int = STEPS) -> list[str]:
     return history
 
 
-@pytest.fixture
-def servers() -> Iterator[dict[str, Any]]:
-    """nx-27017, FalkorDB and fakesnow on loopback (data in a temp folder), and a throw-away
-    database on the local PostgreSQL, for the walk."""
-    folder = Path(tempfile.mkdtemp(prefix="imednet-walk-"))
-    nx = NxServer(folder / "nx")
-    nx.start()
-    falkor = FalkorServer().start()
-    try:
-        with LocalSnowflake(folder / "snow") as snow, temporary_database("imednet_walk") as pg:
-            yield {"mongodb": nx, "graph": falkor, "snowflake": snow, "sql": pg}
-    finally:
-        falkor.stop()
-        nx.stop()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_every_destination_converges_over_a_random_walk(sim, servers, tmp_path):
-    targets = [*FILE_TARGETS, mongodb_target(servers["mongodb"]),
-               graph_target(servers["graph"]), sql_target(servers["sql"]),
-               snowflake_target(servers["snowflake"])]
-    history = walk_and_compare(Walk(sim, targets, tmp_path))
-    assert len(history) == STEPS
-    assert any("purge" in h for h in history) and any("new_variables" in h for h in history)
-    assert any("'tick': False" in h for h in history)
-
-
-def test_a_destination_down_during_incremental_runs_catches_up_and_holds_no_one_back(
-        sim, tmp_path):
-    """MongoDB unreachable for two incremental runs: the lake and DuckDB apply the changes
-    anyway; once it answers again, one run brings it to exactly a fresh full refresh (its sync
-    state is two changes behind; the lake's change log still reaches back)."""
-    folder = Path(tempfile.mkdtemp(prefix="imednet-down-"))
-    nx = NxServer(folder / "nx")
-    nx.start()
-    try:
-        mongo = mongodb_target(nx)
-        up = mongo.resources
-        down = {"now": False}
-        dead = f"mongodb://127.0.0.1:{free_port()}/"
-        kept = tmp_path / "incremental"
-        mongo.resources = lambda ns: (  # type: ignore[method-assign]
-            mongodb_resources(dead, namespace(ns), max_retries=0)
-            if down["now"] and ns == kept else up(ns))
-        walk = Walk(sim, [*FILE_TARGETS[:2], mongo], tmp_path)
-        study = sorted(sim.stats())[0]
-        walk.instance.add_dynamic_partitions("study", [study])
-        walk.run(kept, study, FULL)
-        down["now"] = True
-        for change in ({"modify": 3, "add": 1}, {"delete": 1, "delete_subjects": 1}):
-            sim.advance(study_key=study, **change)
-            result = walk.run(kept, study, INCREMENTAL, raise_on_error=False)
-            failed = sorted(e.step_key for e in result.all_events if e.is_step_failure)
-            assert failed == ["mongodb__records", "mongodb__subjects"]
-            fresh = tmp_path / f"fresh-{change.popitem()[0]}"
-            walk.run(fresh, study, FULL)
-            mine, theirs = walk.dumps(kept, study), walk.dumps(fresh, study)
-            assert mine["lake"] == theirs["lake"] and mine["duckdb"] == theirs["duckdb"]
-            assert mine["mongodb"] != theirs["mongodb"]  # behind while down
-        down["now"] = False
-        result = walk.run(kept, study, INCREMENTAL)
-        done = [e.step_materialization_data.materialization
-                for e in result.get_asset_materialization_events()]
-        modes = {m.asset_key.to_user_string(): m.metadata["mode"].value
-                 for m in done if m.asset_key.path[0] == "mongodb"}
-        assert modes == {"mongodb/records": "apply", "mongodb/subjects": "apply"}
-        assert walk.dumps(kept, study) == walk.dumps(fresh, study)
-    finally:
-        nx.stop()
-        shutil.rmtree(folder, ignore_errors=True)
