@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imednet_assets import settings
 
@@ -128,6 +129,33 @@ def register_studies(instance: DagsterInstance) -> list[str]:
     return study_keys
 
 
+@dataclass
+class StudyRun:
+    """One in-process run of the all-assets job for one study, as the console reports it."""
+
+    result: Any
+    ok: bool
+    status: str
+    """`ok in 1.2 s`, or `FAILED [failed checks] in 1.2 s`."""
+
+    def print_failures(self) -> None:
+        for message, steps in step_failures(self.result).items():
+            print(f"  {', '.join(steps)}: {message}")
+
+
+def run_study(job: Any, instance: DagsterInstance, study: str,
+              tags: dict[str, str] | None = None) -> StudyRun:
+    """Run `job` for `study` in process (console quiet, failures kept in the result); ok when
+    every step and every asset check passed."""
+    started = time.perf_counter()
+    result = job.execute_in_process(partition_key=study, instance=instance, tags=tags,
+                                    raise_on_error=False, run_config=QUIET_CONSOLE)
+    bad_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    ok = result.success and not bad_checks
+    status = "ok" if ok else f"FAILED {bad_checks or ''}".strip()
+    return StudyRun(result, ok, f"{status} in {time.perf_counter() - started:.1f} s")
+
+
 def run_demo(
     studies: int = 3, subjects: int = 40, seed: int = 7, local_servers: bool = False
 ) -> int:
@@ -159,24 +187,12 @@ def run_demo(
         failed: list[str] = []
         destination_rows: dict[str, dict[str, int]] = {}
         for key in study_keys:
-            t0 = time.perf_counter()
-            result = job.execute_in_process(
-                partition_key=key,
-                instance=instance,
-                raise_on_error=False,
-                run_config=QUIET_CONSOLE,
-            )
-            bad_checks = [
-                e.check_name for e in result.get_asset_check_evaluations() if not e.passed
-            ]
-            _destination_rows(result, key, destination_rows)
-            ok = result.success and not bad_checks
-            status = "ok" if ok else f"FAILED {bad_checks or ''}".strip()
-            print(f"study {key}: {status} in {time.perf_counter() - t0:.1f} s")
-            if not ok:
+            run = run_study(job, instance, key)
+            _destination_rows(run.result, key, destination_rows)
+            print(f"study {key}: {run.status}")
+            if not run.ok:
                 failed.append(key)
-                for message, steps in step_failures(result).items():
-                    print(f"  {', '.join(steps)}: {message}")
+                run.print_failures()
     _print_summary(_table_counts(settings.duckdb_path()), study_keys)
     if destination_rows:
         _print_summary(dict(sorted(destination_rows.items())), study_keys,

@@ -18,12 +18,7 @@ from urllib.parse import unquote
 from imednet_assets import settings
 from imednet_assets.defs.lake.slice import NULL_PARTITION, STUDY_COLUMN
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
-from imednet_assets.demo import (
-    QUIET_CONSOLE,
-    api_source,
-    prepare_dagster_home,
-    step_failures,
-)
+from imednet_assets.demo import api_source, prepare_dagster_home, run_study
 
 #: The lake entity whose slices tell which studies the data dir holds.
 STUDIES_ENTITY = "studies"
@@ -92,24 +87,15 @@ def run_refresh(full: bool = False) -> int:
         )
         job = defs.resolve_job_def(ALL_JOB_NAME)
         for study in studies:
-            t0 = time.perf_counter()
-            result = job.execute_in_process(
-                partition_key=study, instance=instance, raise_on_error=False,
-                run_config=QUIET_CONSOLE, tags=mode_tags(mode),
-            )
-            bad_checks = [e.check_name for e in result.get_asset_check_evaluations()
-                          if not e.passed]
-            ok = result.success and not bad_checks
-            status = "ok" if ok else f"FAILED {bad_checks or ''}".strip()
-            print(f"\nstudy {study} ({mode}): {status} in {time.perf_counter() - t0:.1f} s")
-            rows = change_rows(result)
+            run = run_study(job, instance, study, mode_tags(mode))
+            print(f"\nstudy {study} ({mode}): {run.status}")
+            rows = change_rows(run.result)
             width = max([len(r[0]) for r in rows] + [5])
             for asset, what, marks in rows:
                 print(f"  {asset:<{width}}  {what:<48}  {marks}".rstrip())
-            if not ok:
+            if not run.ok:
                 failed.append(study)
-                for message, steps in step_failures(result).items():
-                    print(f"  {', '.join(steps)}: {message}")
+                run.print_failures()
     print(f"\ntook {time.perf_counter() - started:.1f} s")
     if failed:
         print(f"failed studies: {', '.join(failed)}", file=sys.stderr)

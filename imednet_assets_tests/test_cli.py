@@ -108,18 +108,15 @@ def test_a_demo_killed_mid_write_then_run_again_ends_as_a_clean_run(tmp_path: Pa
     config = SimulatorConfig(seed=5, studies=2, subjects=30, api_key=API_KEY,
                              security_key=SECURITY_KEY)
     with SimulatorServer(config) as sim:
-        def env(data: Path) -> dict[str, str]:
-            return sim_env(sim, data)
-
-        assert run_cli("demo", env=env(tmp_path / "clean")).returncode == 0
+        assert run_cli("demo", env=sim_env(sim, tmp_path / "clean")).returncode == 0
         clean = snapshot(tmp_path / "clean")
 
         data = tmp_path / "killed"
-        assert run_cli("demo", env=env(data)).returncode == 0
+        assert run_cli("demo", env=sim_env(sim, data)).returncode == 0
         # replay with slow pages, and kill -9 once the second study's records are half staged
         sim.set_faults(latency_ms=300)
         victim = subprocess.Popen(
-            [sys.executable, "-m", "imednet_assets.cli", "demo"], env=cli_env(env(data)),
+            [sys.executable, "-m", "imednet_assets.cli", "demo"], env=cli_env(sim_env(sim, data)),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         staging = data / "lake" / "records" / ".staging" / "study_key=ONCO-02"
@@ -133,7 +130,7 @@ def test_a_demo_killed_mid_write_then_run_again_ends_as_a_clean_run(tmp_path: Pa
         assert snapshot(data) == clean  # readers still see the old slices, whole
 
         sim.set_faults(latency_ms=0)
-        assert run_cli("demo", env=env(data)).returncode == 0
+        assert run_cli("demo", env=sim_env(sim, data)).returncode == 0
     assert snapshot(data) == clean
     assert not list((data / "lake").glob("*/.staging/*/*"))  # the dead writer's staging is gone
     assert not list((data / "lake").glob("*/.trash/*"))
@@ -204,19 +201,16 @@ def test_refresh_brings_the_data_dir_to_what_a_fresh_demo_writes(tmp_path: Path)
     config = SimulatorConfig(seed=9, studies=2, subjects=4, api_key=API_KEY,
                              security_key=SECURITY_KEY)
     with SimulatorServer(config) as sim:
-        def env(data: Path) -> dict[str, str]:
-            return sim_env(sim, data)
-
         data = tmp_path / "kept"
-        assert run_cli("demo", env=env(data)).returncode == 0
-        quiet = run_cli("refresh", env=env(data))
+        assert run_cli("demo", env=sim_env(sim, data)).returncode == 0
+        quiet = run_cli("refresh", env=sim_env(sim, data))
         assert quiet.returncode == 0, quiet.stdout[-3000:] + quiet.stderr[-3000:]
         assert "study CARDIO-01 (incremental): ok" in quiet.stdout
         assert "imednet/records" in quiet.stdout
 
         sim.advance(study_key="CARDIO-01", modify=3, add=2, delete=1, delete_subjects=1)
         sim.advance(study_key="ONCO-02", modify=1, purge=1)
-        done = run_cli("refresh", env=env(data))
+        done = run_cli("refresh", env=sim_env(sim, data))
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         lines = [line.split() for line in done.stdout.splitlines()]
         records = [line for line in lines if line[:1] == ["imednet/records"]]
@@ -225,5 +219,5 @@ def test_refresh_brings_the_data_dir_to_what_a_fresh_demo_writes(tmp_path: Path)
         before, after = " ".join(records[0]).split(" -> ")
         assert before[-19:] < after  # the watermark moved on
         assert records[1][1] == "full", done.stdout  # the purge: counts disagreed
-        assert run_cli("demo", env=env(tmp_path / "fresh")).returncode == 0
+        assert run_cli("demo", env=sim_env(sim, tmp_path / "fresh")).returncode == 0
         assert contents(data) == contents(tmp_path / "fresh")
