@@ -74,9 +74,21 @@ def test_wiring():
     job = defs.resolve_job_def("imednet_all_job")
     assert job.partitions_def == study_partitions
     assert {n.name for n in job.nodes} >= {f"imednet__{e}" for e in ENTITIES}
-    sensor = defs.resolve_sensor_def("study_discovery_sensor")
-    assert sensor.job_name == "imednet_all_job"
-    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    # what a new deployment starts with: studies found and reconciled by themselves; the
+    # automations that spend many API requests wait to be turned on
+    automation = {
+        "study_discovery_sensor": (defs.resolve_sensor_def, dg.DefaultSensorStatus.RUNNING),
+        "study_change_sensor": (defs.resolve_sensor_def, dg.DefaultSensorStatus.STOPPED),
+        "study_reconcile_schedule": (defs.resolve_schedule_def,
+                                     dg.DefaultScheduleStatus.RUNNING),
+        "study_full_refresh_schedule": (defs.resolve_schedule_def,
+                                        dg.DefaultScheduleStatus.STOPPED),
+    }
+    for name, (resolve, status) in automation.items():
+        definition = resolve(name)
+        assert definition.job_name == "imednet_all_job", name
+        assert definition.default_status == status, name
+        assert "Costs" in (definition.description or ""), name
 
     imednet = defs.resources["imednet"]
     assert isinstance(imednet, ImednetResource)

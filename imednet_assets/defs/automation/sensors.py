@@ -28,8 +28,10 @@ def _study_key(study: Any) -> str:
     name="study_discovery_sensor",
     job_name=ALL_JOB_NAME,
     minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Adds every study the API lists as a `study` partition and materializes it.",
+    # on: a new deployment should find its studies by itself, and a tick costs one request
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 5 minutes: adds every study the API lists as a `study` partition and "
+    "launches its first (full) run. Costs one study-list request per tick.",
 )
 def study_discovery_sensor(
     context: dg.SensorEvaluationContext, imednet: ImednetResource
@@ -54,10 +56,13 @@ def study_discovery_sensor(
     name="study_change_sensor",
     job_name=ALL_JOB_NAME,
     minimum_interval_seconds=60,
+    # off: it spends up to `probe_budget` requests a minute of a rate-limited API; turn it on
+    # once the studies have their first run and the budget suits the account
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Asks the API, for every study in turn, whether anything changed since the lake's "
-    "watermark (one page-of-one request per entity, 5 per study, at most `probe_budget` per "
-    "tick) and launches an incremental run for each study that changed.",
+    description="Every minute: asks the API, for every study in turn, whether anything changed "
+    "since the lake's watermark and launches an incremental run for each study that changed. "
+    "Costs one page-of-one request per entity (5 per study), at most `probe_budget` (default "
+    "100) per tick; the other studies wait for the next ticks. Off by default.",
 )
 def study_change_sensor(
     context: dg.SensorEvaluationContext, imednet: ImednetResource,

@@ -7,11 +7,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from imednet_assets.defs.automation.schedules import study_reconcile_schedule
+from imednet_assets.defs.automation.schedules import (
+    study_full_refresh_schedule,
+    study_reconcile_schedule,
+)
 from imednet_assets.defs.automation.sensors import study_change_sensor
 from imednet_assets.defs.ingest.assets import WATERMARKS
 from imednet_assets.defs.lake.io_manager import LakeIOManager
-from imednet_assets.defs.modes import INCREMENTAL, MODE_TAG, TRIGGER_TAG
+from imednet_assets.defs.modes import FULL, INCREMENTAL, MODE_TAG, TRIGGER_TAG
 from imednet_assets.simulator import SimulatorServer
 from imednet_assets_tests.defs.ingest.conftest import imednet_resource
 from imednet_assets_tests.defs.ingest.test_incremental import (
@@ -108,4 +111,18 @@ def test_reconcile_schedule_asks_an_incremental_run_of_every_study(sim):
             requests = list(study_reconcile_schedule(context))
     assert [(r.partition_key, r.run_key, r.tags[MODE_TAG]) for r in requests] == [
         (s, f"reconcile:{s}:2026-06-01", INCREMENTAL) for s in sorted(sim.stats())
+    ]
+
+
+def test_weekly_full_refresh_asks_a_full_run_of_every_study_once_a_week(sim):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("study", sorted(sim.stats()))
+        runs = []
+        for day in (datetime(2026, 6, 7, 3), datetime(2026, 6, 14, 3)):  # two Sundays
+            with dg.build_schedule_context(instance=instance,
+                                           scheduled_execution_time=day) as context:
+                runs.append(list(study_full_refresh_schedule(context)))
+    assert [[(r.partition_key, r.run_key, r.tags[MODE_TAG]) for r in week] for week in runs] == [
+        [(s, f"full-refresh:{s}:2026-W{week}", FULL) for s in sorted(sim.stats())]
+        for week in (23, 24)
     ]
