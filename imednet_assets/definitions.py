@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from imednet_assets.defs.automation.schedules import study_reconcile_schedule
+from imednet_assets.defs.automation.schedules import (
+    study_full_refresh_schedule,
+    study_reconcile_schedule,
+)
 from imednet_assets.defs.automation.sensors import (
     ALL_JOB_NAME,
     study_change_sensor,
@@ -59,9 +62,13 @@ imednet_all_job = dg.define_asset_job(
 def _top_level_defs() -> dg.Definitions:
     """Jobs, sensors and the resources shared by every part (secrets from the environment)."""
     return dg.Definitions(
+        # One process per run, not per step: a run launched from the UI, a sensor or a backfill
+        # then costs what `imednet-assets demo` costs, instead of a Python start-up (2-3 s) for
+        # each of its steps. Pools still hold one writer per destination across runs.
+        executor=dg.in_process_executor,
         jobs=[imednet_all_job],
         sensors=[study_discovery_sensor, study_change_sensor],
-        schedules=[study_reconcile_schedule],
+        schedules=[study_reconcile_schedule, study_full_refresh_schedule],
         resources={
             "imednet": ImednetResource(
                 base_url=dg.EnvVar(BASE_URL_ENV),
