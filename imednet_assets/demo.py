@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imednet_assets import settings
+from imednet_assets.instance import prepare_environment, write_instance_yaml
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -23,15 +23,15 @@ DEMO_SECURITY_KEY = "demo-security-key"
 # the summary is the demo's output (failed steps included, one line each); Dagster's per-step
 # lines and stack traces stay in the run's event log
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 def prepare_dagster_home(data: Path) -> Path:
-    """A persistent DAGSTER_HOME under the data dir, so partitions and history survive restarts."""
+    """A persistent DAGSTER_HOME under the data dir, so partitions and history survive restarts,
+    with the instance config the project owns written afresh (the repo's `dagster.yaml`, storage
+    in PostgreSQL when `DAGSTER_PG_URL` is set)."""
     home = data / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    if REPO_DAGSTER_YAML.exists() and not (home / "dagster.yaml").exists():
-        shutil.copyfile(REPO_DAGSTER_YAML, home / "dagster.yaml")
+    prepare_environment()
+    write_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
