@@ -40,7 +40,9 @@ class WriteReport:
     `rows`: the study's rows per table (collection, label) after the write; `plan`: the change plan
     it followed (None: a destination without sync state); `inserted`/`updated`/`deleted`: rows,
     where the destination knows them; `table_name`: `dagster/table_name` (omitted when None);
-    `extra`: the destination's own metadata (address, timings, per-table detail, ...).
+    `extra`: the destination's own metadata (address, timings, per-table detail, ...);
+    `columns`: each table's columns as the destination stores them, (name, type) in order, and
+    `descriptions` (table -> lower(column) -> text) for `dagster/column_schema`.
     """
 
     rows: Mapping[str, int]
@@ -50,6 +52,20 @@ class WriteReport:
     deleted: int | None = None
     table_name: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    columns: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
+    descriptions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+def column_schema(columns: Mapping[str, Sequence[tuple[str, str]]],
+                  descriptions: Mapping[str, Mapping[str, str]]) -> dg.TableSchema:
+    """The asset page's column list: one table's columns as they are, several tables' (the form
+    tables) as `<table>.<column>`, each with its type and description where there is one."""
+    several = len(columns) > 1
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name=f"{table}.{name}" if several else name, type=ctype,
+                       description=descriptions.get(table, {}).get(name.lower()))
+        for table in sorted(columns) for name, ctype in columns[table]
+    ])
 
 
 def write_metadata(report: WriteReport) -> dict[str, Any]:
@@ -58,6 +74,8 @@ def write_metadata(report: WriteReport) -> dict[str, Any]:
     metadata: dict[str, Any] = {"dagster/row_count": sum(report.rows.values())}
     if report.table_name is not None:
         metadata["dagster/table_name"] = report.table_name
+    if report.columns:
+        metadata["dagster/column_schema"] = column_schema(report.columns, report.descriptions)
     plan = report.plan
     if plan is not None:
         metadata["mode"] = plan.action

@@ -153,7 +153,7 @@ def _wide_load(plan: FormTable, source: str) -> TableLoad:
 
     comments = {c.raw_column_name: sql.raw_comment(c.column_name)
                 for c in plan.columns if c.raw_column_name is not None}
-    return TableLoad(plan.table_name, build, comments)
+    return TableLoad(plan.table_name, build, comments, plan.column_descriptions())
 
 
 @SINK.asset(

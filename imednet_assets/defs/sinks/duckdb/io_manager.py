@@ -40,6 +40,8 @@ class TableLoad:
     table: str
     build_select: Callable[[ColumnTypes], str]
     comments: Mapping[str, str] = field(default_factory=dict)  # column -> comment
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    """lower(column) -> what the asset page says of it (form tables: the variable labels)."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,8 @@ class DuckDBSinkIOManager(DestinationIOManager):
                 counts = outcome.counts
                 biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
                 preview = markdown_preview(conn, biggest, study) if biggest else ""
+                columns = {t: [(name, ctype) for name, ctype, _ in table_columns(conn, t).values()]
+                           for t in counts}
             finally:
                 conn.close()
         extra: dict[str, Any] = {
@@ -257,10 +261,13 @@ class DuckDBSinkIOManager(DestinationIOManager):
         }
         if obj.stale_prefix is not None:
             extra["form_row_counts"] = dg.MetadataValue.json(dict(sorted(counts.items())))
+        # the form tables are one asset: `main.form_*`
+        table = obj.loads[0].table if obj.stale_prefix is None else f"{obj.stale_prefix}*"
         return WriteReport(
             counts, outcome.plan, inserted=outcome.added, deleted=outcome.removed,
-            table_name=f"{sql.SCHEMA}.{next(iter(counts)) if len(counts) == 1 else '*'}",
-            extra=extra)
+            table_name=f"{sql.SCHEMA}.{table}",
+            extra=extra, columns=columns,
+            descriptions={load.table: load.descriptions for load in obj.loads})
 
     def load_input(self, context: dg.InputContext) -> pa.Table | dict[str, pa.Table]:
         """The study's rows of the asset's table (form_tables: a dict table name -> rows)."""

@@ -117,6 +117,17 @@ class FormTable:
     table_name: str
     columns: tuple[VariableColumn, ...]
 
+    def column_descriptions(self) -> dict[str, str]:
+        """lower(column name) -> what an asset page shows for it: the variable's label (its
+        name when it has none), and for the `__raw` twin that it is the value as entered."""
+        described: dict[str, str] = {}
+        for c in self.columns:
+            label = c.label or c.variable_name
+            described[c.column_name.lower()] = label
+            if c.raw_column_name is not None:
+                described[c.raw_column_name.lower()] = f"{label} (as entered, text)"
+        return described
+
 
 # the variable fields the wide tables are named and typed from
 DICTIONARY_COLUMNS = (

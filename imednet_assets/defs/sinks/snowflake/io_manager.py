@@ -68,9 +68,13 @@ class SnowflakeSinkIOManager(DestinationIOManager):
             biggest = max(report.rows, key=lambda t: (report.rows[t], t), default=None)
             cursor = conn.cursor()
             try:
-                columns = [r[0] for r in loader._fetch(cursor, sql.describe_table_sql(biggest))
-                           ] if biggest else []
-                preview = loader.preview(cursor, biggest, obj.study_key, columns) if biggest else ""
+                # (name, type) of every table written, for the asset page's column list
+                columns = {t: [(r[0], r[1]) for r in loader._fetch(cursor,
+                                                                  sql.describe_table_sql(t))]
+                           for t in report.rows}
+                preview = loader.preview(cursor, biggest, obj.study_key,
+                                         [name for name, _ in columns[biggest]]
+                                         ) if biggest else ""
             finally:
                 cursor.close()
         assert report.plan is not None  # load_study always plans
@@ -79,7 +83,9 @@ class SnowflakeSinkIOManager(DestinationIOManager):
             report.plan,
             inserted=report.rows_inserted,
             deleted=report.rows_deleted,
-            table_name=next(iter(report.rows)) if len(report.rows) == 1 else "*",
+            # the form tables are one asset: `FORM_*`
+            table_name=(f"{sql.FORM_TABLE_PREFIX}*" if "form" in obj.tables
+                        else next(iter(report.rows))),
             extra={
                 "table_rows": dg.MetadataValue.json(dict(sorted(report.rows.items()))),
                 "rows_written": dg.MetadataValue.json(dict(sorted(report.loaded.items()))),
@@ -90,6 +96,8 @@ class SnowflakeSinkIOManager(DestinationIOManager):
                 "manifest": self.load.manifest_file(),
                 "preview": dg.MetadataValue.md(preview),
             },
+            columns=columns,
+            descriptions=report.descriptions,
         )
 
     def _open(self) -> Any:

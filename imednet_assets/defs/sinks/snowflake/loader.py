@@ -120,6 +120,8 @@ class LoadReport:
     manifest: list[ManifestRecord]
     plan: ChangePlan | None = None
     loaded: dict[str, int] = field(default_factory=dict)
+    descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """form table -> lower(column) -> its variable's label, for the asset page."""
 
     @property
     def rows_deleted(self) -> int:
@@ -323,6 +325,8 @@ def load_study(
             key = None
         with StudyTables(study, write.slices, max_identifier_length=MAX_IDENTIFIER_LENGTH) as t:
             specs = [s for s in t.specs() if write.selects(s)]
+            descriptions = {sql.name(s.name): s.form.column_descriptions()
+                            for s in specs if s.form}
             missing = sorted({sql.name(s.name) for s in specs} - tables)
             if missing and plan.action != REWRITE:
                 # dropped by someone, or a form new to the study: the sync state cannot vouch
@@ -333,7 +337,8 @@ def load_study(
             if plan.action == SKIP:
                 step.table = "(count)"
                 rows = _study_rows(cursor, [sql.name(s.name) for s in specs], study)
-                return LoadReport(rows, {}, 0, time.perf_counter() - started, [], [], plan)
+                return LoadReport(rows, {}, 0, time.perf_counter() - started, [], [], plan,
+                                  descriptions=descriptions)
             if key is not None:
                 # only the changed keys' rows are staged; their old rows are deleted by key
                 t.only_keys(key, plan.keys)
@@ -372,6 +377,7 @@ def load_study(
                                   plan, applied, sql.name(key) if key else None)
         append_jsonl(Path(settings.manifest_file()), report.manifest)
         report.stage_paths = staged_paths
+        report.descriptions = descriptions
         report.seconds = time.perf_counter() - started
         return report
     except DestinationError:

@@ -92,18 +92,22 @@ class SqlSinkIOManager(DestinationIOManager):
         schema = self.destination.db_schema
         tables = sorted(result.rows)
         prefix = f"{schema}." if schema else ""
+        # the form tables are one asset: `<schema>.form_*`
+        table = tables[0] if obj.stale_prefix is None else f"{obj.stale_prefix}*"
         return WriteReport(
             result.rows,
             result.plan or ChangePlan(REWRITE, {}, ""),
             inserted=result.inserted,
             deleted=result.deleted,
-            table_name=f"{prefix}{tables[0]}" if len(tables) == 1 else None,
+            table_name=f"{prefix}{table}",
             extra={
                 "destination": self.destination.address,
                 "tables": dg.MetadataValue.json({t: result.rows[t] for t in tables}),
                 "batches": result.batches,
                 "seconds": round(result.seconds, 3),
             },
+            columns=result.columns,
+            descriptions=result.descriptions,
         )
 
     def load_input(self, context: dg.InputContext) -> dict[str, pa.Table]:

@@ -78,6 +78,9 @@ class WriteResult:
     batches: int = 0
     seconds: float = 0.0
     plan: ChangePlan | None = None
+    columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """table -> its (column, type) as the database reports them, for the asset page."""
+    descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class SqlWriteFailed(Exception):
@@ -117,6 +120,15 @@ def tables_columns(conn: sa.Connection, schema: str | None, tables: Iterable[str
         table: {c["name"].lower(): (c["name"], c["type"], c.get("comment")) for c in columns}
         for (_, table), columns in found.items()
     }
+
+
+def _describe(conn: sa.Connection, schema: str | None, specs: list[TableSpec],
+              result: WriteResult) -> None:
+    """The written tables' columns as the database holds them, and the form tables' labels."""
+    found = tables_columns(conn, schema, [s.name for s in specs])
+    result.columns = {t: [(name, str(ctype)) for name, ctype, _ in cols.values()]
+                      for t, cols in found.items()}
+    result.descriptions = {s.name: s.form.column_descriptions() for s in specs if s.form}
 
 
 def _raw_columns(spec: TableSpec) -> dict[str, str]:
@@ -385,6 +397,7 @@ def write_study(
                     for spec in specs:
                         progress.table = spec.name
                         result.rows[spec.name] = _count(conn, schema, spec.name, write.study_key)
+                _describe(conn, schema, specs, result)
                 result.seconds = time.perf_counter() - started
                 return result
             key = write.keyed[1] if write.keyed and plan.action == APPLY else None
@@ -424,6 +437,8 @@ def write_study(
                 progress.table, progress.batch = "(sync state)", 0
                 _store_sync_state(conn, schema, write, applied, plan)
                 progress.table = "(commit)"
+            progress.table = "(describe)"
+            _describe(conn, schema, specs, result)
     except ddl.WideningUnsupported as exc:
         raise SqlWriteFailed(f"table {progress.table}", str(exc), transient=False) from None
     except _SyncStateMoved as exc:

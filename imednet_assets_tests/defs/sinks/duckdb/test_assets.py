@@ -121,9 +121,25 @@ def test_wide_and_long_tables_hold_every_value_exactly(sink: Sink) -> None:
     assert form_tables["form_row_counts"].value == {"form_AE_Log": 1, "form_EMPTY": 0,
                                                     "form_VS": 3}
     assert form_tables["dagster/row_count"].value == 4
+    assert form_tables["dagster/table_name"].value == "main.form_*"
+    # the asset page lists every form table's columns as stored, labelled from the dictionary
+    columns = {c.name: c for c in form_tables["dagster/column_schema"].value.columns}
+    assert (columns["form_VS.sysbp"].type, columns["form_VS.sysbp"].description) == (
+        sink.query("SELECT data_type FROM duckdb_columns() WHERE table_name = 'form_VS' "
+                   "AND column_name = 'sysbp'")[0][0], "label of sysbp")
+    # (a variable of the study is itself named `sysbp__raw`: the raw twin gets another name)
+    (raw,) = sink.query("SELECT raw_column_name FROM variables WHERE variable_name = 'sysbp'")[0]
+    assert raw != "sysbp__raw"
+    assert columns[f"form_VS.{raw}"].description == "label of sysbp (as entered, text)"
+    assert columns["form_VS.sysbp__raw"].description == "label of sysbp__raw"
+    assert columns["form_VS.record_id"].description is None
+    assert len(columns) == sink.query(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name LIKE 'form\\_%' ESCAPE '\\'")[0][0]
     long_meta = result.asset_materializations_for_node("duckdb__records_long")[0].metadata
     assert long_meta["dagster/row_count"].value == 33
     assert long_meta["dagster/table_name"].value == "main.records_long"
+    assert [c.name for c in long_meta["dagster/column_schema"].value.columns] == [
+        c[0] for c in sink.query("DESCRIBE records_long")]
     assert long_meta["preview"].value.startswith("| study_key | record_id | form_key |")
 
 

@@ -75,6 +75,10 @@ def test_every_table_lands_exactly_hostile_names_and_values_included(snow: SnowS
     assert meta["rows_written"].value == {"FORM_AE_LOG": 1, "FORM_EMPTY": 0, "FORM_VS": 3}
     assert meta["dagster/row_count"].value == 4
     assert meta["batches"].value == 2
+    assert meta["dagster/table_name"].value == "FORM_*"
+    columns = {c.name: c for c in meta["dagster/column_schema"].value.columns}
+    assert [n.split(".", 1)[1] for n in columns if n.startswith("FORM_VS.")] == cols
+    assert columns[f"FORM_VS.{LONG_NAME.upper()}"].description == f"label of {LONG_NAME}"
     long_meta = result.asset_materializations_for_node("snowflake__records_long")[0].metadata
     assert long_meta["dagster/row_count"].value == 33
     assert long_meta["preview"].value.startswith("| STUDY_KEY | RECORD_ID | FORM_KEY |")

@@ -98,6 +98,10 @@ def test_every_table_holds_exactly_the_study_tables_rows(sink: SqlSink) -> None:
     assert (meta["mode"].value, meta["mode_reason"].value) == (
         "rewrite", "no change log in the lake for forms, records, variables")
     assert meta["destination"].value == sink.address()
+    assert meta["dagster/table_name"].value == f"{sink.schema}.form_*"
+    columns = {c.name: c for c in meta["dagster/column_schema"].value.columns}
+    assert columns["form_VS.sysbp"].description == "label of sysbp"
+    assert "label of sysbp (as entered, text)" in {c.description for c in columns.values()}
     long_meta = result.asset_materializations_for_node("sql__records_long")[0].metadata
     assert long_meta["dagster/row_count"].value == 33
     assert long_meta["dagster/table_name"].value == f"{sink.schema}.records_long"
