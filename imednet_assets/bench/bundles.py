@@ -1,0 +1,69 @@
+"""Benchmark: one study's file bundles (CSV zip, XLSX, JSON lines zip) from the lake, timed.
+
+`python -m imednet_assets.bench.bundles LAKE_ROOT STUDY --path ours` writes the study's three
+bundles into a temp dir through the bundles IO manager, one format after the other as three
+in-process asset steps would (lake read, write, fsync, sha256 and swap included), and prints one
+JSON line: path, records, rows (form table rows, counted once per format), seconds (after
+imports), seconds per format, peak RSS of this process (children included).
+`--formats csv,xlsx` measures only some formats; `--keep DIR` writes the bundles there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imednet_assets.client.arrow import SCHEMAS
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.sinks.bundles.assets import FORMATS
+from imednet_assets.defs.sinks.bundles.io_manager import BundleIOManager, BundleWrite
+from imednet_assets.defs.sinks.tabular import ENTITIES
+
+PATHS = ("ours",)
+
+
+def run_ours(lake_root: Path, study: str, root: Path, formats: list[str]
+             ) -> tuple[int, int, dict[str, float]]:
+    """Write the study's bundles; returns (records in the lake, form rows written, seconds per
+    format)."""
+    manager = BundleIOManager(root=str(root))
+    slices = {e: LakeSlice.read(lake_root, e, study, SCHEMAS[e]) for e in ENTITIES}
+    rows, seconds = 0, {}
+    for fmt in formats:
+        started = time.perf_counter()
+        report = manager.write_bundle(BundleWrite(fmt, study, slices), "bench")  # type: ignore[arg-type]
+        seconds[fmt] = round(time.perf_counter() - started, 3)
+        rows += sum(report.rows.values())
+    return slices["records"].num_rows, rows, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lake_root", type=Path)
+    parser.add_argument("study")
+    parser.add_argument("--path", choices=PATHS, default="ours")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help="comma-separated formats (default: all three)")
+    parser.add_argument("--keep", type=Path, help="write the bundles here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    formats = [f for f in args.formats.split(",") if f]
+    with tempfile.TemporaryDirectory(prefix="imednet-bench-bundles-") as tmp:
+        root = args.keep or Path(tmp)
+        started = time.perf_counter()
+        records, rows, per_format = run_ours(args.lake_root, args.study, root, formats)
+        seconds = time.perf_counter() - started
+    peak = max(resource.getrusage(who).ru_maxrss
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    print(json.dumps({"path": args.path, "records": records, "rows": rows,
+                      "seconds": round(seconds, 3), "seconds_by_format": per_format,
+                      "peak_rss_mb": round(peak, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
