@@ -17,15 +17,19 @@ Excel's limits, and what happens at them:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import xlsxwriter
-from xlsxwriter.utility import xl_rowcol_to_cell
+from xlsxwriter.utility import xl_col_to_name, xl_rowcol_to_cell
 from xlsxwriter.workbook import Worksheet
 
+from imednet_assets.defs.sinks.bundles import xlsx_rows
 from imednet_assets.defs.sinks.bundles.cells import (
     XLSX_MAX_ROWS,
     clip_for_xlsx,
@@ -42,7 +46,14 @@ CUT_HEADERS = ("sheet", "cell", "column", "record_id", "characters")
 
 
 class _Sheet:
-    """Writes typed rows into one or more worksheets (a continuation once a sheet is full)."""
+    """Writes typed rows into one or more worksheets (a continuation once a sheet is full).
+
+    Rows are rendered a batch at a time (`xlsx_rows`) and written straight into the worksheet's
+    row file, as xlsxwriter would have written them; rows with a value only xlsxwriter renders
+    exactly go through it cell by cell. The newest row of a sheet is held back: a sheet's last
+    row goes through xlsxwriter, which writes it when the workbook closes, so cell formats are
+    numbered in the order xlsxwriter numbers them (by first use) and the file is the same.
+    """
 
     def __init__(
         self,
@@ -57,11 +68,15 @@ class _Sheet:
         self.wanted = wanted or name  # what continuation sheets are named after
         self.headers = headers
         self.writers = [book.cell_writer(t) for t in types]
+        self.kinds = [xlsx_rows.kind_of(t) for t in types]
+        self.formats = [book.format_of(t) for t in types]
+        self.letters = [xl_col_to_name(c) for c in range(len(headers))]
         self.record_col = headers.index("record_id") if "record_id" in headers else None
         self.max_rows = max_rows
         self.names: list[str] = []
         self.counts: list[int] = []  # data rows per sheet
         self.rows = 0
+        self.held: tuple[pa.RecordBatch, int] | None = None  # (one row, its sheet row)
         self._open(name)
 
     def _open(self, name: str) -> None:
@@ -74,25 +89,108 @@ class _Sheet:
         self.row = 1
 
     def write(self, batch: pa.RecordBatch) -> None:
-        columns = []
-        for col in batch.columns:
-            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                col = neutralise_array(col)
-            columns.append(col.to_pylist())
-        record_ids = columns[self.record_col] if self.record_col is not None else None
-        for r in range(batch.num_rows):
+        if batch.num_rows == 0:
+            return
+        columns = [
+            neutralise_array(col) if kind == "text" else col
+            for col, kind in zip(batch.columns, self.kinds, strict=True)
+        ]
+        batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        start = 0
+        while start < batch.num_rows:
             if self.row >= self.max_rows:
+                self._release()
                 self._open(self.book.names.take(self.wanted, f" ({len(self.names) + 1})"))
+            take = min(batch.num_rows - start, self.max_rows - self.row)
+            if self.held is not None:
+                self._rows(*self.held)
+            self._rows(batch.slice(start, take - 1), self.row)
+            self.held = (batch.slice(start + take - 1, 1), self.row + take - 1)
+            self.row += take
+            self.rows += take
+            self.counts[-1] += take
+            start += take
+
+    def finish(self) -> None:
+        """The sheet's last row, through xlsxwriter (call once every batch is written)."""
+        self._release()
+
+    def _release(self) -> None:
+        if self.held is not None:
+            rows, first = self.held
+            self.held = None
+            self._by_cell(rows, first)
+
+    def _rows(self, rows: pa.RecordBatch, first: int) -> None:
+        """Rows `first`... of the current sheet: rendered, except runs of slow rows."""
+        if rows.num_rows == 0:
+            return
+        cells = [xlsx_rows.render(kind, col)
+                 for kind, col in zip(self.kinds, rows.columns, strict=True)]
+        slow = np.logical_or.reduce([c.slow for c in cells])
+        if not slow.any():
+            self._rendered(cells, 0, rows.num_rows, first)
+            return
+        # runs of equal slowness: [start, end)
+        edges = np.flatnonzero(np.diff(slow.astype(np.int8))) + 1
+        bounds = [0, *edges.tolist(), rows.num_rows]
+        for start, end in itertools.pairwise(bounds):
+            if slow[start]:
+                self._by_cell(rows.slice(start, end - start), first + start)
+            else:
+                self._rendered(cells, start, end, first + start)
+
+    def _rendered(self, cells: list[xlsx_rows.Cells], start: int, end: int, first: int) -> None:
+        """Rows [start, end) of rendered `cells`, written into the worksheet's row file."""
+        n = end - start
+        values = [c.value.slice(start, n) for c in cells]
+        present = [np.flatnonzero(_valid(v)) for v in values]
+        used = [c for c, rows in enumerate(present) if len(rows)]
+        if not used:
+            return  # no cell at all: xlsxwriter writes no row either
+        last_row = max(int(present[c][-1]) for c in used) + first
+        first_row = min(int(present[c][0]) for c in used) + first
+        ws = self.ws
+        # what xlsxwriter's write_* would do: track the used range, write the row in progress
+        ws._check_dimensions(first_row, used[0])
+        ws._check_dimensions(last_row, used[-1])
+        if first_row > ws.previous_row:
+            ws._write_single_row(first_row)
+        # formats get their number at first use, cell by cell in row order
+        firsts = sorted((int(present[c][0]), c) for c in used if cells[c].formatted)
+        for _, c in firsts:
+            self.formats[c]._get_xf_index()
+        numbers = xlsx_rows.row_numbers(first, n)
+        fragments = [
+            pc.binary_join_element_wise(
+                f'<c r="{self.letters[c]}', numbers,
+                cells[c].head(self.formats[c]._get_xf_index() if cells[c].formatted else None),
+                values[c], cells[c].tail, "")
+            for c in used
+        ]
+        body = pc.binary_join_element_wise(*fragments, "", null_handling="skip")
+        xml = pc.binary_join_element_wise('<row r="', numbers, '">', body, "</row>", "")
+        xml = pc.filter(xml, pc.greater(pc.binary_length(body), 0))
+        ws.fh.flush()
+        ws.fh.buffer.write(xlsx_rows.concatenated(xml))
+        ws.previous_row = last_row
+
+    def _by_cell(self, rows: pa.RecordBatch, first: int) -> None:
+        """Rows `first`... of the current sheet through xlsxwriter, cell by cell."""
+        columns = [col.to_pylist() for col in rows.columns]
+        record_ids = columns[self.record_col] if self.record_col is not None else None
+        for r in range(rows.num_rows):
             for c, write in enumerate(self.writers):
                 value = columns[c][r]
                 if value is not None:
-                    cut = write(self.ws, self.row, c, value)
+                    cut = write(self.ws, first + r, c, value)
                     if cut:
                         rid = record_ids[r] if record_ids is not None else None
-                        self.book.cut(self.ws.name, self.row, c, self.headers[c], rid, value)
-            self.row += 1
-            self.rows += 1
-            self.counts[-1] += 1
+                        self.book.cut(self.ws.name, first + r, c, self.headers[c], rid, value)
+
+
+def _valid(values: pa.Array) -> np.ndarray:
+    return np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 class _Book:
@@ -168,10 +266,19 @@ class _Book:
             return moment(self.date)
         return text
 
+    def format_of(self, t: pa.DataType) -> Any:
+        """The cell format of a column of type `t` (dates and times), else None."""
+        if pa.types.is_timestamp(t):
+            return self.datetime
+        if pa.types.is_date(t):
+            return self.date
+        return None
+
     def table(self, name: str, table: pa.Table) -> None:
         sheet = _Sheet(self, name, table.column_names, list(table.schema.types), XLSX_MAX_ROWS)
         for batch in table.to_batches():
             sheet.write(batch)
+        sheet.finish()
 
 
 def _after_sheet(name: str) -> None:
@@ -211,6 +318,7 @@ def _write_form(
     )
     for batch in content.batches(part):
         sheet.write(batch)
+    sheet.finish()
     return sheet
 
 
