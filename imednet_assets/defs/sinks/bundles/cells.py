@@ -42,10 +42,10 @@ def neutralise_array(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunke
     """Text cells that a spreadsheet would run as a formula get a leading `'` (nulls stay null)."""
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         values = pc.cast(values, pa.string())
-    risky = pc.and_(
-        pc.match_substring_regex(values, _RISKY),
-        pc.invert(pc.match_substring_regex(values, _PLAIN_NUMBER)),
-    )
+    first = pc.match_substring_regex(values, _RISKY)
+    if not pc.any(first).as_py():
+        return values
+    risky = pc.and_(first, pc.invert(pc.match_substring_regex(values, _PLAIN_NUMBER)))
     quoted = pc.binary_join_element_wise(
         pa.scalar("'", values.type), values, pa.scalar("", values.type)
     )
