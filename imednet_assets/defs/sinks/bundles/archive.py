@@ -77,7 +77,11 @@ class PipelinedWriter(io.RawIOBase):
         try:
             self._queue.put(_DONE)
             self._thread.join()
-            self._raise()
-            self._target.close()
+            try:
+                self._target.close()  # always: a zip member left open blocks closing the zip
+            except BaseException:
+                if self._error is None:
+                    raise
+            self._raise()  # the first failure, not what it caused
         finally:
             super().close()
