@@ -22,6 +22,7 @@ import httpx
 import orjson
 
 from imednet_assets.bench.paths import API_KEY, SECURITY_KEY
+from imednet_assets.defs.results import materialization
 from imednet_assets.demo import QUIET_CONSOLE
 
 
@@ -75,7 +76,7 @@ def measure(base_url: str, study: str, changed: float, concurrency: int,
         seconds = time.perf_counter() - started
         assert result.success
         slowest[mode] = _slowest_steps(result)
-        meta = result.asset_materializations_for_node("imednet__records")[0].metadata
+        meta = materialization(result, "imednet/records").metadata
         return seconds, _requests(base_url) - before, {k: v.value for k, v in meta.items()}
 
     full_s, full_requests, full_meta = refresh(FULL)

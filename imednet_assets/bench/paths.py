@@ -23,6 +23,7 @@ from pathlib import Path
 
 import orjson
 
+from imednet_assets.defs.results import materialization
 from imednet_assets.demo import QUIET_CONSOLE
 
 API_KEY = "bench-api-key"
@@ -170,7 +171,7 @@ def prepare_lake(base_url: str, study: str, concurrency: int) -> Callable[[], in
             ingest_assets, partition_key=study, instance=instance, resources=resources
         )
         assert result.success
-        records = result.asset_materializations_for_node("imednet__records")[0].metadata
+        records = materialization(result, "imednet/records").metadata
         return int(records["dagster/row_count"].value)
 
     return ingest

@@ -96,23 +96,34 @@ def _incremental(
     )
 
 
-def _build(entity: str) -> dg.AssetsDefinition:
+def _spec(entity: str) -> dg.AssetSpec:
     sort_by, description = ENTITIES[entity]
-
-    @dg.asset(
+    return dg.AssetSpec(
         key=asset_key(entity),
         description=description,
         partitions_def=study_partitions,
         group_name=INGEST_GROUP,
-        io_manager_key=LAKE_IO_MANAGER_KEY,
         kinds={"parquet"},
         tags={"imednet/layer": INGEST_GROUP},
         metadata={"entity": entity, "sort_by": sort_by},
-    )
-    def _asset(context: dg.AssetExecutionContext, imednet: ImednetResource) -> Any:
-        # Any: a LakeWrite, or {study: LakeWrite} for a run over several studies
-        settings = imednet.settings()
-        incremental = run_mode(context) == INCREMENTAL and entity in WATERMARKS
+    ).with_io_manager_key(LAKE_IO_MANAGER_KEY)
+
+
+@dg.multi_asset(
+    name="imednet_ingest",
+    specs=[_spec(entity) for entity in ENTITIES],
+    # the UI can read one entity alone; a run reads the selected ones one after the other in
+    # one step (a step per entity cost more in Dagster's bookkeeping than the reads themselves)
+    can_subset=True,
+    description="Every API entity of the study, streamed into its lake slice.",
+)
+def imednet_ingest(context: dg.AssetExecutionContext, imednet: ImednetResource) -> Any:
+    settings = imednet.settings()
+    incremental = run_mode(context) == INCREMENTAL
+    for entity, (sort_by, _) in ENTITIES.items():
+        key = asset_key(entity)
+        if key not in context.selected_asset_keys:
+            continue
         writes = {
             study: LakeWrite(
                 entity=entity,
@@ -124,15 +135,14 @@ def _build(entity: str) -> dg.AssetsDefinition:
                 watermark_by=WATERMARKS[entity][1] if entity in WATERMARKS else None,
                 incremental=(
                     _incremental(settings, entity, study, imednet.incremental_lag_s)
-                    if incremental else None
+                    if incremental and entity in WATERMARKS else None
                 ),
             )
             for study in context.partition_keys
         }
         # a run over several studies (single-run backfill) hands the lake one write per study
-        return writes if len(writes) > 1 else next(iter(writes.values()))
+        value = writes if len(writes) > 1 else next(iter(writes.values()))
+        yield dg.Output(value, output_name=key.to_python_identifier())
 
-    return _asset
 
-
-ingest_assets: list[dg.AssetsDefinition] = [_build(entity) for entity in ENTITIES]
+ingest_assets: list[dg.AssetsDefinition] = [imednet_ingest]

@@ -25,7 +25,7 @@ import dagster as dg
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.changes import APPLY, ChangePlan, KeyedPlan
 from imednet_assets.defs.sinks.common import DestinationError, error_detail
-from imednet_assets.defs.sinks.lake_inputs import lake_in, sink_asset, study_sink_asset
+from imednet_assets.defs.sinks.lake_inputs import SinkPart, lake_in, sink_multi_asset
 
 CHECK_NAME = "every_record_once"
 
@@ -254,19 +254,22 @@ class Sink:
         return set(kinds or {self.name})
 
     def asset(self, asset: str, ins: Mapping[str, str], description: str,
-              kinds: Collection[str] | None = None) -> Callable[..., dg.AssetsDefinition]:
-        """The decorator of asset `<name>/<asset>`; `ins` maps parameter -> lake entity."""
-        return sink_asset(key=[self.name, asset], ins=ins, group=self.name,
-                          kinds=self._kinds(kinds), io_manager_key=self.io_manager_key,
-                          pool=self.pool, description=description)
+              kinds: Collection[str] | None = None) -> Callable[[Callable[..., Any]], SinkPart]:
+        """Decorates `plan(study, **slices)` into asset `<name>/<asset>`; `ins` maps parameter ->
+        lake entity."""
+        return lambda plan: SinkPart(asset, dict(ins), description, plan, kinds)
 
     def study_asset(self, asset: str, entities: Iterable[str], description: str,
                     plan: Callable[[str, dict[str, LakeSlice]], Any],
-                    kinds: Collection[str] | None = None) -> dg.AssetsDefinition:
-        """Asset `<name>/<asset>` whose output is `plan(study, {entity: slice})`."""
-        return study_sink_asset(key=[self.name, asset], entities=entities, group=self.name,
-                                kinds=self._kinds(kinds), io_manager_key=self.io_manager_key,
-                                pool=self.pool, description=description, plan=plan)
+                    kinds: Collection[str] | None = None) -> SinkPart:
+        """Asset `<name>/<asset>` whose write is `plan(study, {entity: slice})`."""
+        return SinkPart(asset, {e: e for e in entities}, description,
+                        lambda study, **slices: plan(study, slices), kinds)
+
+    def assets(self, parts: Sequence[SinkPart]) -> list[dg.AssetsDefinition]:
+        """The destination's assets: one step writing all of them (see `sink_multi_asset`)."""
+        return [sink_multi_asset(destination=self.name, parts=parts, kinds=self._kinds(None),
+                                 io_manager_key=self.io_manager_key, pool=self.pool)]
 
     def record_check(self, check: RecordCheck) -> dg.AssetChecksDefinition:
         """`every_record_once` on `<name>/<check.asset>`, in the destination's pool."""

@@ -1,8 +1,13 @@
-"""How every sink asset reads the lake: one input per lake entity, the check that every slice is
-the run's study, the decorator every sink asset shares, and a whole sink asset for the ones that
-plan a write from the study's slices as they are."""
+"""How every sink reads the lake and becomes one Dagster step: a destination's assets are parts
+(`SinkPart`: a name, the lake entities it reads, a plan), and all of them run in one multi-asset
+step in the destination's pool, each output written by the destination's IO manager.
 
-from collections.abc import Callable, Iterable, Mapping
+One step per destination, not one per table: a run's cost is mostly Dagster's bookkeeping per
+step (events, input loads), and one writer per destination is what the pool allows anyway.
+"""
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -12,71 +17,79 @@ from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.partitions import study_partitions
 
 
+def lake_key(entity: str) -> dg.AssetKey:
+    return dg.AssetKey(["imednet", entity])
+
+
 def lake_in(entity: str) -> dg.AssetIn:
     """The lake slice of `entity` for the run's study, as a `LakeSlice`."""
-    return dg.AssetIn(key=["imednet", entity], input_manager_key=LAKE_IO_MANAGER_KEY)
+    return dg.AssetIn(key=lake_key(entity), input_manager_key=LAKE_IO_MANAGER_KEY)
 
 
-def study_of(context: dg.AssetExecutionContext, slices: Iterable[LakeSlice]) -> str:
-    """The run's study; fails the step when a slice belongs to another study."""
-    study = context.partition_key
-    for lake in slices:
-        if lake.study_key != study:
-            raise dg.Failure(
-                description=f"lake slice of {lake.entity} is for study {lake.study_key}, "
-                f"the run is for study {study}"
-            )
-    return study
+@dataclass(frozen=True)
+class SinkPart:
+    """One asset of a destination: `<destination>/<name>`, whose write is
+    `plan(study, **{param: lake slice of entity})` for `ins` = {param: lake entity}."""
+
+    name: str
+    ins: Mapping[str, str]
+    description: str
+    plan: Callable[..., Any]
+    kinds: Collection[str] | None = None
 
 
-def sink_asset(
-    *,
-    key: list[str],
-    ins: Mapping[str, str],
-    group: str,
-    kinds: set[str],
-    io_manager_key: str,
+def _slices_by_study(inputs: Mapping[str, Any]) -> dict[str, dict[str, LakeSlice]]:
+    """{study: {entity: slice}} from the loaded inputs (one slice, or a list for several
+    studies)."""
+    by_study: dict[str, dict[str, LakeSlice]] = {}
+    for entity, value in inputs.items():
+        for lake in value if isinstance(value, list) else [value]:
+            by_study.setdefault(lake.study_key, {})[entity] = lake
+    return by_study
+
+
+def sink_multi_asset(
+    *, destination: str, parts: Sequence[SinkPart], kinds: Collection[str], io_manager_key: str,
     pool: str,
-    description: str,
-) -> Callable[..., dg.AssetsDefinition]:
-    """The decorator of a study-partitioned sink asset; `ins` maps parameter name -> lake entity.
-    Its output goes to the destination's IO manager, its step runs in the destination's pool."""
-    return dg.asset(
-        key=key,
-        ins={param: lake_in(entity) for param, entity in ins.items()},
-        partitions_def=study_partitions,
-        group_name=group,
-        kinds=kinds,
-        io_manager_key=io_manager_key,
-        pool=pool,
-        description=description,
-    )
-
-
-def study_sink_asset(
-    *,
-    key: list[str],
-    entities: Iterable[str],
-    group: str,
-    kinds: set[str],
-    io_manager_key: str,
-    pool: str,
-    description: str,
-    plan: Callable[[str, dict[str, LakeSlice]], Any],
 ) -> dg.AssetsDefinition:
-    """A study-partitioned sink asset whose output is `plan(study, {entity: slice})`: the write
-    its IO manager carries out, in the destination's own pool."""
+    """All of a destination's assets as one study-partitioned step (subsettable: the UI can
+    materialize one of them), each output planned per study and handed to `io_manager_key`."""
+    entities = sorted({entity for part in parts for entity in part.ins.values()})
+    specs = [
+        dg.AssetSpec(
+            key=[destination, part.name],
+            deps=[lake_key(e) for e in sorted(set(part.ins.values()))],
+            description=part.description,
+            group_name=destination,
+            kinds=set(part.kinds or kinds),
+            partitions_def=study_partitions,
+            tags={"imednet/layer": "destination"},
+        ).with_io_manager_key(io_manager_key)
+        for part in parts
+    ]
 
-    @sink_asset(
-        key=key,
-        ins={entity: entity for entity in entities},
-        group=group,
-        kinds=kinds,
-        io_manager_key=io_manager_key,
+    @dg.multi_asset(
+        name=f"{destination}_write",
+        specs=specs,
+        ins={entity: lake_in(entity) for entity in entities},
+        can_subset=True,
         pool=pool,
-        description=description,
+        description=f"Every {destination} asset of the study, one writer at a time.",
     )
-    def _asset(context: dg.AssetExecutionContext, **slices: LakeSlice) -> Any:
-        return plan(study_of(context, slices.values()), slices)
+    def _write(context: dg.AssetExecutionContext, **inputs: Any) -> Any:
+        studies = list(context.partition_keys)
+        by_study = _slices_by_study(inputs)
+        strays = sorted(set(by_study) - set(studies))
+        if strays:
+            raise dg.Failure(description=f"lake slices of studies {strays} in a run of {studies}")
+        for part in parts:
+            key = dg.AssetKey([destination, part.name])
+            if key not in context.selected_asset_keys:
+                continue
+            writes = {study: part.plan(study, **{param: by_study[study][entity]
+                                                 for param, entity in part.ins.items()})
+                      for study in studies}
+            value = writes[studies[0]] if len(studies) == 1 else writes
+            yield dg.Output(value, output_name=key.to_python_identifier())
 
-    return _asset
+    return _write

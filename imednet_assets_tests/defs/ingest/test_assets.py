@@ -13,6 +13,7 @@ from imednet_assets.defs.ingest.assets import ENTITIES, ingest_assets
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.slice import lake_schema
 from imednet_assets.defs.resources import ImednetResource
+from imednet_assets.defs.results import materialization
 from imednet_assets.simulator import SimulatorServer
 from imednet_assets_tests.defs.ingest.conftest import API_KEY, SECURITY_KEY, imednet_resource
 
@@ -20,11 +21,11 @@ pytestmark = pytest.mark.usefixtures("imednet_env")
 
 
 def materialize(
-    root: Path, instance: dg.DagsterInstance, study: str, assets=None, raise_on_error=True,
+    root: Path, instance: dg.DagsterInstance, study: str, selection=None, raise_on_error=True,
     **knobs: int,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        assets or ingest_assets, partition_key=study, instance=instance,
+        ingest_assets, selection=selection, partition_key=study, instance=instance,
         raise_on_error=raise_on_error,
         resources={"imednet": imednet_resource(**knobs),
                    "lake_io_manager": LakeIOManager(root=str(root))},
@@ -79,7 +80,7 @@ def test_study_lands_in_the_lake_as_the_api_serves_it(sim, instance, tmp_path):
         assert got.sort_by(id_column).equals(expected.sort_by(id_column)), entity
         count = 1 if entity == "studies" else stats[entity]
         assert got.num_rows == count, entity
-        meta = result.asset_materializations_for_node(f"imednet__{entity}")[0].metadata
+        meta = materialization(result, f"imednet/{entity}").metadata
         assert meta["dagster/row_count"].value == count, entity
 
     records_dir = tmp_path / "records" / folder
@@ -89,7 +90,7 @@ def test_study_lands_in_the_lake_as_the_api_serves_it(sim, instance, tmp_path):
     }
     expected_by_form = {k: n for k, n in stats["records_by_form"].items() if n}
     assert by_form == expected_by_form
-    meta = result.asset_materializations_for_node("imednet__records")[0].metadata
+    meta = materialization(result, "imednet/records").metadata
     assert meta["rows_by_form"].value == dict(sorted(expected_by_form.items()))
     assert leftovers(tmp_path) == []
 
@@ -128,7 +129,7 @@ def test_client_failure_mid_stream_keeps_the_previous_slice(
     sim, instance, tmp_path, fault, expected
 ):
     study = sorted(sim.stats())[0]
-    records = [a for a in ingest_assets if a.key.path[-1] == "records"]
+    records = ["imednet/records"]
     materialize(tmp_path, instance, study, records, page_size=10)
     before = snapshot(tmp_path)
     assert sim.stats()[study]["records"] > 30  # several pages, so page 2 is mid-stream

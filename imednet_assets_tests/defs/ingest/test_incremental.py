@@ -13,6 +13,7 @@ from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.manifest import SliceManifest
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
+from imednet_assets.defs.results import materialization
 from imednet_assets_tests.defs.ingest.conftest import imednet_resource
 
 pytestmark = pytest.mark.usefixtures("imednet_env")
@@ -42,7 +43,7 @@ def parquet_bytes(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def meta(result: dg.ExecuteInProcessResult, entity: str) -> dict:
-    values = result.asset_materializations_for_node(f"imednet__{entity}")[0].metadata
+    values = materialization(result, f"imednet/{entity}").metadata
     return {k: v.value for k, v in values.items()}
 
 

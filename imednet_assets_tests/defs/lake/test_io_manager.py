@@ -14,6 +14,7 @@ import pytest
 from imednet_assets.defs.lake.io_manager import LakeIOManager, recover
 from imednet_assets.defs.lake.slice import LakeSlice, LakeWrite, lake_schema
 from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.results import materialization
 
 SCHEMA = pa.schema(
     [("study_key", pa.string()), ("form_key", pa.string()), ("record_id", pa.int64()),
@@ -106,7 +107,7 @@ def test_split_layout_encoding_sorting_and_metadata(tmp_path, instance):
     assert whole.sort_by("record_id").equals(data.sort_by("record_id"))
     assert leftovers(tmp_path / "records") == ["study_key=S%2F2"]
 
-    meta = result.asset_materializations_for_node("imednet__records")[0].metadata
+    meta = materialization(result, "imednet/records").metadata
     assert meta["dagster/row_count"].value == 6
     assert meta["rows_by_form"].value == {"A E/1": 2, "VS": 3, "__HIVE_DEFAULT_PARTITION__": 1}
     assert meta["path"].value == str(study)
@@ -295,7 +296,7 @@ def test_multi_partition_run_writes_one_slice_per_study(tmp_path, instance):
     for study, folder in (("S1", "study_key=S1"), ("S/2", "study_key=S%2F2")):
         files = sorted((tmp_path / "records" / folder).rglob("*.parquet"))
         assert pa.concat_tables(pq.read_table(f) for f in files).equals(tables[study])
-    meta = result.asset_materializations_for_node("imednet__records")[0].metadata
+    meta = materialization(result, "imednet/records").metadata
     assert meta["rows_by_study"].value == {"S1": 1, "S/2": 2}
 
 

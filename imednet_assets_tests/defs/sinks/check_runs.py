@@ -28,17 +28,18 @@ def run_check(
     if study not in instance.get_dynamic_partitions("study"):
         instance.add_dynamic_partitions("study", [study])
     upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions) for e in ENTITIES]
-    job = dg.define_asset_job("check_run", selection=[a.key for a in assets],
+    keys = {k for a in assets for k in a.keys}
+    job = dg.define_asset_job("check_run", selection=list(keys),
                               partitions_def=study_partitions)
     defs = dg.Definitions(assets=[*upstream, *assets], asset_checks=[check], jobs=[job],
                           resources=resources)
     job = defs.resolve_job_def("check_run").get_subset(
-        asset_selection={a.key for a in assets} if materialize else set(),
+        asset_selection=keys if materialize else set(),
         asset_check_selection=set(check.check_keys),
     )
     result = job.execute_in_process(partition_key=study, instance=instance)
     assert result.success
-    assert len(result.get_asset_materialization_events()) == (len(assets) if materialize else 0)
+    assert len(result.get_asset_materialization_events()) == (len(keys) if materialize else 0)
     [evaluation] = result.get_asset_check_evaluations()
     assert evaluation.partition == study
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR

@@ -27,7 +27,7 @@ def materialize_study(
     upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions) for e in ENTITIES]
     return dg.materialize(
         [*upstream, *assets],
-        selection=list(selection) if selection else [a.key for a in assets],
+        selection=list(selection) if selection else [k for a in assets for k in a.keys],
         partition_key=study,
         instance=instance,
         resources=dict(resources),

@@ -46,17 +46,21 @@ def test_check_is_in_the_destination_definitions(
     assert checks.node_def.pool == f"{name}_writer"
     resources = defs.resources or {}
     assert resources[resource] is getattr(resources[f"{name}_io_manager"], field)
-    for assets in defs.assets or ():
-        assert isinstance(assets, dg.AssetsDefinition)
-        assert assets.key.path[0] == name
-        assert assets.group_names_by_key[assets.key] == name
-        assert assets.op.pool == f"{name}_writer"
+    # one step writes every asset of the destination, in its pool
+    [assets] = defs.assets or ()
+    assert isinstance(assets, dg.AssetsDefinition)
+    assert assets.op.name == f"{name}_write"
+    assert assets.op.pool == f"{name}_writer"
+    for key in assets.keys:
+        assert key.path[0] == name
+        assert assets.group_names_by_key[key] == name
 
 
 def test_bundles_have_no_check() -> None:
     defs = DESTINATIONS["bundles"].build_defs()
     assert not list(defs.asset_checks or ())
-    assert {a.key.path[0] for a in defs.assets or ()} == {"bundles"}  # type: ignore[union-attr]
+    assert {k.path[0] for a in defs.assets or () for k in a.keys} == {  # type: ignore[union-attr]
+        "bundles"}
 
 
 def test_write_metadata() -> None:

@@ -10,6 +10,7 @@ import dagster as dg
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.bundles.io_manager import BundleFormat, BundleWrite
 from imednet_assets.defs.sinks.destination import Sink
+from imednet_assets.defs.sinks.lake_inputs import SinkPart
 from imednet_assets.defs.sinks.tabular import ENTITIES
 
 SINK = Sink("bundles")
@@ -29,7 +30,7 @@ def _study_name(studies: LakeSlice) -> str | None:
     return names[0] if names else None
 
 
-def _bundle_asset(fmt: BundleFormat) -> dg.AssetsDefinition:
+def _bundle_asset(fmt: BundleFormat) -> SinkPart:
     kind, what = FORMATS[fmt]
 
     def plan(study: str, slices: dict[str, LakeSlice]) -> BundleWrite:
@@ -41,4 +42,4 @@ def _bundle_asset(fmt: BundleFormat) -> dg.AssetsDefinition:
                             kinds={kind})
 
 
-bundle_assets: list[dg.AssetsDefinition] = [_bundle_asset(fmt) for fmt in FORMATS]
+bundle_assets: list[dg.AssetsDefinition] = SINK.assets([_bundle_asset(fmt) for fmt in FORMATS])

@@ -17,7 +17,7 @@ from imednet_assets.defs.sinks.destination import Sink
 from imednet_assets.defs.sinks.duckdb import naming, sql
 from imednet_assets.defs.sinks.duckdb.io_manager import ColumnTypes, StudyWrite, TableLoad
 from imednet_assets.defs.sinks.duckdb.naming import FormTable, mapping_tables, plan_form_tables
-from imednet_assets.defs.sinks.lake_inputs import study_of
+from imednet_assets.defs.sinks.lake_inputs import SinkPart
 
 SINK = Sink("duckdb")
 DUCKDB_IO_MANAGER_KEY = SINK.io_manager_key
@@ -68,12 +68,11 @@ def _plan(
     return plan_form_tables(forms.distinct("form_key"), _dictionary(variables), extra)
 
 
-def _entity_asset(entity: str) -> dg.AssetsDefinition:
+def _entity_asset(entity: str) -> SinkPart:
     @SINK.asset(entity, {"lake": entity}, f"The lake's {entity}, copied as they are, by study.")
-    def _asset(context: dg.AssetExecutionContext, lake: LakeSlice) -> StudyWrite:
+    def _asset(study: str, lake: LakeSlice) -> StudyWrite:
         relations: dict[str, pa.Table] = {}
         select = sql.entity_select_sql(_source(lake, relations))
-        study = study_of(context, (lake,))
         keyed = _keyed(entity) if entity in KEYED_ENTITIES else None
         return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),), relations,
                           slices={entity: lake}, keyed=keyed)
@@ -89,10 +88,7 @@ entity_assets = [_entity_asset(entity) for entity in PLAIN_ENTITIES]
     {"forms": "forms", "variables": "variables"},
     "Forms of the study, with `table_name`: the wide DuckDB table holding its records.",
 )
-def forms_asset(
-    context: dg.AssetExecutionContext, forms: LakeSlice, variables: LakeSlice
-) -> StudyWrite:
-    study = study_of(context, (forms, variables))
+def forms_asset(study: str, forms: LakeSlice, variables: LakeSlice) -> StudyWrite:
     name_map, _ = mapping_tables(_plan(forms, variables))
     relations: dict[str, pa.Table] = {_MAP: name_map}
     select = sql.with_mapping_sql(_source(forms, relations), _MAP, ["form_key"], ["table_name"])
@@ -106,8 +102,7 @@ def forms_asset(
     "Data dictionary: one row per variable (form key/name, type, label, sequence) with "
     "`column_name` (and `raw_column_name`, `column_type`) in its form's wide table.",
 )
-def variables_asset(context: dg.AssetExecutionContext, variables: LakeSlice) -> StudyWrite:
-    study = study_of(context, (variables,))
+def variables_asset(study: str, variables: LakeSlice) -> StudyWrite:
     # Column names depend only on the variables of each form, so the forms slice is not needed.
     plan = plan_form_tables([], _dictionary(variables))
     _, name_map = mapping_tables(plan)
@@ -130,10 +125,7 @@ def variables_asset(context: dg.AssetExecutionContext, variables: LakeSlice) -> 
     "Long table: one row per record x recordData key (raw text value), with label and type "
     "for keys that are variables; housekeeping keys are kept with is_variable = false.",
 )
-def records_long_asset(
-    context: dg.AssetExecutionContext, records: LakeSlice, variables: LakeSlice
-) -> StudyWrite:
-    study = study_of(context, (records, variables))
+def records_long_asset(study: str, records: LakeSlice, variables: LakeSlice) -> StudyWrite:
     plan = plan_form_tables([], _dictionary(variables))
     _, dictionary = mapping_tables(plan)
     relations: dict[str, pa.Table] = {_DICTIONARY: dictionary}
@@ -164,9 +156,8 @@ def _wide_load(plan: FormTable, source: str) -> TableLoad:
     "transaction; empty forms still get their table.",
 )
 def form_tables_asset(
-    context: dg.AssetExecutionContext, forms: LakeSlice, variables: LakeSlice, records: LakeSlice
+    study: str, forms: LakeSlice, variables: LakeSlice, records: LakeSlice
 ) -> StudyWrite:
-    study = study_of(context, (forms, variables, records))
     relations: dict[str, pa.Table] = {}
     source = _source(records, relations)
     loads = tuple(_wide_load(p, source) for p in _plan(forms, variables, records))
@@ -175,10 +166,10 @@ def form_tables_asset(
                       keyed=_keyed("records"))
 
 
-duckdb_assets: list[dg.AssetsDefinition] = [
+duckdb_assets: list[dg.AssetsDefinition] = SINK.assets([
     *entity_assets,
     forms_asset,
     variables_asset,
     records_long_asset,
     form_tables_asset,
-]
+])

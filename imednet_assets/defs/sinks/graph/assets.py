@@ -18,7 +18,7 @@ POOL = SINK.pool
 
 def build_graph_asset(kind: str = "neo4j") -> dg.AssetsDefinition:
     """The `graph/study_graph` asset; `kind` is the server's kind tag (neo4j or falkordb)."""
-    return SINK.study_asset(
+    return SINK.assets([SINK.study_asset(
         "study_graph", ENTITIES,
         "The study as a property graph: Study, Site, Subject, Visit, Record, Form and "
         "Variable nodes with HAS_SITE, ENROLLED_AT, HAS_SUBJECT, HAS_VISIT, HAS_RECORD, "
@@ -26,4 +26,4 @@ def build_graph_asset(kind: str = "neo4j") -> dg.AssetsDefinition:
         "subgraph exactly as the lake says; deleted records and subjects are removed.",
         lambda study, slices: GraphWrite(study, dict(slices)),
         kinds={kind},
-    )
+    )])[0]

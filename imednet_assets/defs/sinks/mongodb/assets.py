@@ -163,4 +163,4 @@ subjects_asset = SINK.study_asset(
     lambda study, slices: subjects_write(study, slices["subjects"], slices["visits"]),
 )
 
-mongodb_assets: list[dg.AssetsDefinition] = [records_asset, subjects_asset]
+mongodb_assets: list[dg.AssetsDefinition] = SINK.assets([records_asset, subjects_asset])

@@ -11,6 +11,7 @@ the changed keys when the change log reaches back, else the study's whole slice
 import dagster as dg
 
 from imednet_assets.defs.sinks.destination import Sink
+from imednet_assets.defs.sinks.lake_inputs import SinkPart
 from imednet_assets.defs.sinks.snowflake.loader import SnowflakeWrite
 from imednet_assets.defs.sinks.tabular import ENTITIES
 
@@ -39,11 +40,12 @@ TABLE_FAMILIES: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
-def _snowflake_asset(name: str) -> dg.AssetsDefinition:
+def _snowflake_asset(name: str) -> SinkPart:
     tables, description = TABLE_FAMILIES[name]
     return SINK.study_asset(
         name, ENTITIES, description,
         lambda study, slices: SnowflakeWrite(f"snowflake/{name}", study, slices, tables))
 
 
-snowflake_assets: list[dg.AssetsDefinition] = [_snowflake_asset(n) for n in TABLE_FAMILIES]
+snowflake_assets: list[dg.AssetsDefinition] = SINK.assets(
+    [_snowflake_asset(n) for n in TABLE_FAMILIES])

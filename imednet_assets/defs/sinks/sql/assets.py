@@ -15,6 +15,7 @@ import dagster as dg
 from imednet_assets.defs.ingest.assets import ENTITIES as LAKE_ENTITIES
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.destination import Sink
+from imednet_assets.defs.sinks.lake_inputs import SinkPart
 from imednet_assets.defs.sinks.sql import ddl
 from imednet_assets.defs.sinks.sql.io_manager import TABLES_BY_ASSET
 from imednet_assets.defs.sinks.sql.writer import SqlStudyWrite
@@ -58,13 +59,13 @@ def study_write(name: str, study: str, slices: Mapping[str, LakeSlice]) -> SqlSt
     )
 
 
-def _sql_asset(name: str, description: str) -> dg.AssetsDefinition:
+def _sql_asset(name: str, description: str) -> SinkPart:
     # every slice: the naming plan needs forms, variables and records
     return SINK.study_asset(name, ENTITIES, description,
                             lambda study, slices: study_write(name, study, slices))
 
 
-sql_assets: list[dg.AssetsDefinition] = [
+sql_assets: list[dg.AssetsDefinition] = SINK.assets([
     _sql_asset("subjects", "The study's subjects."),
     _sql_asset("visits", "The study's visits."),
     _sql_asset(
@@ -82,4 +83,4 @@ sql_assets: list[dg.AssetsDefinition] = [
         "One wide typed table per form (`form_<key>`), all forms of a study in one transaction; "
         "the study's rows leave the tables of forms it no longer has.",
     ),
-]
+])

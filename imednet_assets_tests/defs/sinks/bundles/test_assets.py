@@ -248,7 +248,7 @@ def test_a_failure_midway_keeps_the_previous_bundle_and_no_temporaries(
     result = bundles.run("A", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events
-                   if e.is_step_failure and e.step_key == f"bundles__{fmt}")
+                   if e.is_step_failure and e.step_key == "bundles_write")
     assert failure.step_failure_data.error.message.strip() == (
         f"dagster._core.definitions.events.Failure: file bundles: the {fmt} bundle of study A "
         f"failed ({bundles.path('A', fmt)}); the previous bundle is kept: "
@@ -271,7 +271,7 @@ def test_an_unwritable_root_is_a_configuration_error_naming_destination_and_root
     assert not result.success
     messages = [e.step_failure_data.error.message for e in result.all_events
                 if e.is_step_failure]
-    assert len(messages) == 3
+    assert len(messages) == 1  # the one step that writes every bundle, at the first of them
     assert {m.strip() for m in messages} == {
         f"dagster._core.definitions.events.Failure: file bundles at {blocker}: cannot write the "
         "folder of study A: NotADirectoryError: Not a directory"}

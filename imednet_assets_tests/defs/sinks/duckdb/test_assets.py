@@ -9,6 +9,7 @@ import sys
 import duckdb
 import pytest
 
+from imednet_assets.defs.results import materialization
 from imednet_assets.defs.sinks.duckdb import io_manager
 from imednet_assets_tests.defs.sinks.duckdb.conftest import (
     Sink,
@@ -117,7 +118,7 @@ def test_wide_and_long_tables_hold_every_value_exactly(sink: Sink) -> None:
     assert sink.query("SELECT value FROM records_long WHERE record_id = 2 AND "
                       "variable_name = 'Pain Level'") == [(None,)]
 
-    form_tables = result.asset_materializations_for_node("duckdb__form_tables")[0].metadata
+    form_tables = materialization(result, "duckdb/form_tables").metadata
     assert form_tables["form_row_counts"].value == {"form_AE_Log": 1, "form_EMPTY": 0,
                                                     "form_VS": 3}
     assert form_tables["dagster/row_count"].value == 4
@@ -135,7 +136,7 @@ def test_wide_and_long_tables_hold_every_value_exactly(sink: Sink) -> None:
     assert columns["form_VS.record_id"].description is None
     assert len(columns) == sink.query(
         "SELECT count(*) FROM duckdb_columns() WHERE table_name LIKE 'form\\_%' ESCAPE '\\'")[0][0]
-    long_meta = result.asset_materializations_for_node("duckdb__records_long")[0].metadata
+    long_meta = materialization(result, "duckdb/records_long").metadata
     assert long_meta["dagster/row_count"].value == 33
     assert long_meta["dagster/table_name"].value == "main.records_long"
     assert [c.name for c in long_meta["dagster/column_schema"].value.columns] == [
@@ -229,7 +230,7 @@ def test_failure_between_delete_and_insert_keeps_rows_and_releases_the_file(
     result = sink.run("A", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure
-                   and e.step_key == "duckdb__form_tables")
+                   and e.step_key == "duckdb_write")
     message = failure.step_failure_data.error.message
     assert (f"DuckDB write of form_tables for study A failed (database {sink.db}, table "
             "form_VS): Invalid Input Error: injected failure") in message

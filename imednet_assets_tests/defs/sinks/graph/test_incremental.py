@@ -32,7 +32,7 @@ from imednet_assets_tests.defs.sinks.mongodb.conftest import stamp_manifest, wri
 
 pytestmark = pytest.mark.usefixtures("imednet_env")
 #: Only the lake entities the graph reads are ingested (keeps the test short).
-INGEST = [a for a in ingest_assets if a.key.path[-1] in ENTITIES]
+INGEST = [dg.AssetKey(["imednet", e]) for e in ENTITIES]
 
 
 def _sink(lake: Path, server: FalkorServer, graph: str, upsert: bool = True) -> GraphSink:
@@ -45,7 +45,8 @@ def refresh(sink: GraphSink, study: str, mode: str) -> dict[str, Any]:
     if study not in sink.instance.get_dynamic_partitions("study"):
         sink.instance.add_dynamic_partitions("study", [study])
     result = dg.materialize(
-        [*INGEST, build_graph_asset("falkordb")], partition_key=study,
+        [*ingest_assets, build_graph_asset("falkordb")],
+        selection=[*INGEST, dg.AssetKey(["graph", "study_graph"])], partition_key=study,
         instance=sink.instance, tags=mode_tags(mode),
         resources={"imednet": imednet_resource(),
                    "lake_io_manager": LakeIOManager(root=str(sink.lake)),

@@ -21,6 +21,7 @@ import pytest
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.manifest import SliceManifest
 from imednet_assets.defs.lake.slice import study_dir
+from imednet_assets.defs.results import materialization
 from imednet_assets.defs.sinks.mongodb.assets import mongodb_assets
 from imednet_assets.defs.sinks.mongodb.definitions import mongodb_resources
 from imednet_assets.local_servers import free_port
@@ -86,9 +87,7 @@ def step_failure(result: dg.ExecuteInProcessResult) -> str:
 
 
 def materialization_metadata(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:
-    key = dg.AssetKey(["mongodb", name])
-    event = next(m for m in result.asset_materializations_for_node(f"mongodb__{name}")
-                 if m.asset_key == key)
+    event = materialization(result, f"mongodb/{name}")
     return {k: v.value for k, v in event.metadata.items()}
 
 

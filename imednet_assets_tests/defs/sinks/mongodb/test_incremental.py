@@ -30,14 +30,16 @@ pytestmark = pytest.mark.usefixtures("imednet_env")
 COLLECTIONS = ("records", "subjects")
 COUNTS = ("documents_inserted", "documents_updated", "documents_deleted", "documents_written")
 #: Only the lake entities the collections are built from are ingested (keeps the test short).
-INGEST = [a for a in ingest_assets if a.key.path[-1] in ("records", "subjects", "visits")]
+INGEST = [dg.AssetKey(["imednet", e]) for e in ("records", "subjects", "visits")]
 
 
 def refresh(sink: MongoSink, study: str, mode: str) -> dg.ExecuteInProcessResult:
     """Ingest the study into the sink's lake (`mode`), then write it to MongoDB."""
     if study not in sink.instance.get_dynamic_partitions("study"):
         sink.instance.add_dynamic_partitions("study", [study])
-    return dg.materialize([*INGEST, *mongodb_assets], partition_key=study,
+    return dg.materialize([*ingest_assets, *mongodb_assets],
+                          selection=[*INGEST, *(k for a in mongodb_assets for k in a.keys)],
+                          partition_key=study,
                           instance=sink.instance, tags=mode_tags(mode),
                           resources={"imednet": imednet_resource(), **sink.resources()})
 

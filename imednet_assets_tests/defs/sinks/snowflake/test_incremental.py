@@ -8,6 +8,7 @@ into the fakesnow server costs seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from imednet_assets.defs.ingest.assets import ingest_assets
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
+from imednet_assets.defs.results import materialization
 from imednet_assets.defs.sinks.changes import APPLY, REWRITE, SKIP
 from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.snowflake.assets import TABLE_FAMILIES
@@ -72,9 +74,9 @@ def metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
     """asset name -> its materialization metadata values."""
     out = {}
     for name in TABLE_FAMILIES:
-        mats = result.asset_materializations_for_node(f"snowflake__{name}")
-        if mats:
-            out[name] = {k: v.value for k, v in mats[0].metadata.items()}
+        with contextlib.suppress(KeyError):  # not materialized by this run
+            found = materialization(result, f"snowflake/{name}")
+            out[name] = {k: v.value for k, v in found.metadata.items()}
     return out
 
 
@@ -150,7 +152,7 @@ def test_incremental_writes_equal_a_fresh_full_refresh(
         patch.setattr(loader, "_before_copy", fail)
         failed = snow.run(study, raise_on_error=False, selection=[FORM_TABLES])
     assert not failed.success and seen == [4]  # the 4 changed records' keys
-    text = failed.failure_data_for_node("snowflake__form_tables").user_failure_data.description
+    text = failed.failure_data_for_node("snowflake_write").user_failure_data.description
     assert "injected failure between DELETE and COPY" in text
     assert "nothing of this load was committed" in text
     assert snow.snapshot() == before and snow.sync_state() == state

@@ -13,6 +13,7 @@ import pytest
 
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.results import materialization
 from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.tabular import ENTITIES, StudyTables
 from imednet_assets.local_servers import free_port
@@ -71,7 +72,7 @@ def test_every_table_lands_exactly_hostile_names_and_values_included(snow: SnowS
     assert snow.execute('SELECT "SELECT" FROM "FORM_AE_LOG"') == [("Bronchitis",)]
     assert snow.staged() == []  # every staged file was removed
 
-    meta = result.asset_materializations_for_node("snowflake__form_tables")[0].metadata
+    meta = materialization(result, "snowflake/form_tables").metadata
     assert meta["rows_written"].value == {"FORM_AE_LOG": 1, "FORM_EMPTY": 0, "FORM_VS": 3}
     assert meta["dagster/row_count"].value == 4
     assert meta["batches"].value == 2
@@ -79,7 +80,7 @@ def test_every_table_lands_exactly_hostile_names_and_values_included(snow: SnowS
     columns = {c.name: c for c in meta["dagster/column_schema"].value.columns}
     assert [n.split(".", 1)[1] for n in columns if n.startswith("FORM_VS.")] == cols
     assert columns[f"FORM_VS.{LONG_NAME.upper()}"].description == f"label of {LONG_NAME}"
-    long_meta = result.asset_materializations_for_node("snowflake__records_long")[0].metadata
+    long_meta = materialization(result, "snowflake/records_long").metadata
     assert long_meta["dagster/row_count"].value == 33
     assert long_meta["preview"].value.startswith("| STUDY_KEY | RECORD_ID | FORM_KEY |")
 
@@ -158,7 +159,7 @@ def test_a_failed_load_keeps_the_previous_data_and_cleans_the_stage(
     result = snow.run("A", raise_on_error=False, selection=[FORM_TABLES])
 
     assert not result.success
-    failure = result.failure_data_for_node("snowflake__form_tables")
+    failure = result.failure_data_for_node("snowflake_write")
     text = failure.user_failure_data.description
     assert text.startswith("Snowflake account fakesnow at http://localhost:")
     assert ("(database IMEDNET, schema " + snow.schema + "): load of snowflake/form_tables for "
@@ -217,7 +218,7 @@ def test_an_unreachable_server_fails_before_any_data_moves_naming_the_destinatio
                           additional_snowflake_connection_args={
                               "host": "localhost", "port": port, "protocol": "http"})
     result = snow.run("A", raise_on_error=False, selection=[FORM_TABLES], connection=bad)
-    text = result.failure_data_for_node("snowflake__form_tables").user_failure_data.description
+    text = result.failure_data_for_node("snowflake_write").user_failure_data.description
     assert text.startswith(f"Snowflake account fakesnow at http://localhost:{port} (database "
                            f"IMEDNET, schema {snow.schema}) is unreachable or refused the login: ")
     assert PASSWORD not in text
@@ -233,7 +234,7 @@ def test_a_stage_name_that_needs_quoting_is_a_config_error(snow: SnowSink) -> No
 
     snow.settings = settings  # type: ignore[method-assign]
     result = snow.run("A", raise_on_error=False, selection=[FORM_TABLES])
-    text = result.failure_data_for_node("snowflake__form_tables").user_failure_data.description
+    text = result.failure_data_for_node("snowflake_write").user_failure_data.description
     assert text.endswith(": stage name 'my stage' must be a plain identifier (letters, digits, "
                          "_ and $)")
     assert snow.tables() == []

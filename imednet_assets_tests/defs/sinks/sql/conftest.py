@@ -72,10 +72,10 @@ class SqlSink:
         return {"lake_io_manager": LakeIOManager(root=str(self.lake)),
                 **sql_resources(self.url, self.schema, retry_backoff_s=0.0, **settings)}
 
-    def run(self, study: str, *, raise_on_error: bool = True, assets=None,
+    def run(self, study: str, *, raise_on_error: bool = True, selection=None,
             **settings: object) -> dg.ExecuteInProcessResult:
-        return materialize_study(self.instance, study, assets or sql_assets,
-                                 self.resources(**settings), raise_on_error=raise_on_error)
+        return materialize_study(self.instance, study, sql_assets, self.resources(**settings),
+                                 raise_on_error=raise_on_error, selection=selection)
 
     @property
     def dialect(self) -> str:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.results import materialization
 from imednet_assets.defs.sinks.duckdb.naming import shorten
 from imednet_assets.defs.sinks.sql import ddl, loader, writer
 from imednet_assets.defs.sinks.sql.assets import sql_assets
@@ -89,7 +90,7 @@ def test_every_table_holds_exactly_the_study_tables_rows(sink: SqlSink) -> None:
         f'SELECT {sink.q("value")} FROM {sink.ref("records_long")} '
         f'WHERE {sink.q("variable_name")} = :v', {"v": HOSTILE}) == [(BIG,)]
 
-    meta = result.asset_materializations_for_node("sql__form_tables")[0].metadata
+    meta = materialization(result, "sql/form_tables").metadata
     assert meta["tables"].value == {"form_AE_Log": 1, "form_EMPTY": 0, "form_VS": 3}
     assert meta["dagster/row_count"].value == 4
     assert (meta["rows_deleted"].value, meta["rows_inserted"].value) == (0, 4)
@@ -102,7 +103,7 @@ def test_every_table_holds_exactly_the_study_tables_rows(sink: SqlSink) -> None:
     columns = {c.name: c for c in meta["dagster/column_schema"].value.columns}
     assert columns["form_VS.sysbp"].description == "label of sysbp"
     assert "label of sysbp (as entered, text)" in {c.description for c in columns.values()}
-    long_meta = result.asset_materializations_for_node("sql__records_long")[0].metadata
+    long_meta = materialization(result, "sql/records_long").metadata
     assert long_meta["dagster/row_count"].value == 33
     assert long_meta["dagster/table_name"].value == f"{sink.schema}.records_long"
     # the sync state records what each asset was built from, "-" for a slice without a log
@@ -118,7 +119,7 @@ def test_replay_change_and_two_studies(sink: SqlSink, tmp_path: Path) -> None:
     first = sink.snapshot()
     result = sink.run("A")
     assert sink.snapshot() == first  # a replay without change changes nothing
-    meta = result.asset_materializations_for_node("sql__records_long")[0].metadata
+    meta = materialization(result, "sql/records_long").metadata
     assert meta["rows_deleted"].value == meta["dagster/row_count"].value == 33
 
     # B changes in the lake (a record and two forms go away, a value changes): replay B
@@ -175,7 +176,7 @@ def test_failure_midway_rolls_back_the_whole_study(
     write_lake(sink.lake, "records", "A", [record(7, "AE Log!", {"select": "new"})])
     result = sink.run("A", raise_on_error=False, assets=None)
     assert not result.success
-    message = _step_error(result, "sql__form_tables")
+    message = _step_error(result, "sql_write")
     assert (f"SQL write of form_tables for study A (SQL database at {sink.address()}) failed: "
             f"table form_VS, batch 0: {error}") in message
     assert "Traceback" not in message
@@ -199,7 +200,7 @@ def test_a_value_the_database_refuses_rolls_back_and_names_table_and_batch(
     write_lake(pg_sink.lake, "records", "A", rows)
     result = pg_sink.run("A", raise_on_error=False, batch_size=2)
     assert not result.success
-    message = _step_error(result, "sql__records_long")
+    message = _step_error(result, "sql_write")
     assert "SQL write of records_long for study A (SQL database at postgresql+psycopg://***@" in (
         message)
     assert ") failed: table records_long, batch 8: " in message
@@ -302,7 +303,7 @@ def test_unreachable_server_and_refused_login_fail_before_any_data_moves(
         result = sink.run("A", raise_on_error=False, connect_timeout_s=2)
         assert not result.success
         for step in ASSETS:
-            assert _step_error(result, f"sql__{step}") == f"{failure}{expected}\n"
+            assert _step_error(result, "sql_write") == f"{failure}{expected}\n"
             assert sink.materializations(step, "A") == 0
         logs = "\n".join(str(e) for e in result.all_events)
         assert "hunter2secret" not in logs
@@ -332,7 +333,7 @@ def test_unreachable_mariadb_and_refused_login_fail_before_any_data_moves(
         result = sink.run("A", raise_on_error=False, connect_timeout_s=2)
         assert not result.success
         for step in ASSETS:
-            assert _step_error(result, f"sql__{step}").startswith(f"{failure}{expected}")
+            assert _step_error(result, "sql_write").startswith(f"{failure}{expected}")
             assert sink.materializations(step, "A") == 0
         logs = "\n".join(str(e) for e in result.all_events)
         assert "hunter2secret" not in logs
@@ -363,9 +364,8 @@ def test_a_connection_killed_midway_is_retried_from_a_clean_slate(
             conn.execute(sa.text(statement))
 
     monkeypatch.setattr(writer, "_before_load", kill_once)
-    form_tables = [a for a in sql_assets if a.key.path[-1] == "form_tables"]
     # (hand-written lakes have no change log: every write is a rewrite, never a skip)
-    result = sink.run("A", assets=form_tables)
+    result = sink.run("A", selection=["sql/form_tables"])
     assert kills == ["form_VS"]
     assert result.success
     assert sink.snapshot() == clean  # nothing lost, nothing twice
@@ -376,9 +376,9 @@ def test_a_connection_killed_midway_is_retried_from_a_clean_slate(
 
     # without retries the same kill fails the step and leaves the previous rows
     kills.clear()
-    result = sink.run("A", raise_on_error=False, max_retries=0, assets=form_tables)
+    result = sink.run("A", raise_on_error=False, max_retries=0, selection=["sql/form_tables"])
     assert not result.success
-    message = _step_error(result, "sql__form_tables")
+    message = _step_error(result, "sql_write")
     assert "failed after 1 attempt(s): TransientSqlError: table form_VS, batch 0: " in message
     assert sink.snapshot() == clean
 

@@ -20,6 +20,7 @@ from imednet_assets.defs.lake.manifest import SliceManifest
 from imednet_assets.defs.lake.slice import LakeSlice, study_dir
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
 from imednet_assets.defs.resources import ImednetResource
+from imednet_assets.defs.results import materialization
 from imednet_assets.defs.sinks.common import DestinationError
 from imednet_assets.defs.sinks.sql import writer
 from imednet_assets.defs.sinks.sql.assets import DEPENDS_ON, study_write
@@ -181,7 +182,7 @@ def ingest(lake: Path, instance: dg.DagsterInstance, imednet: ImednetResource, s
 
 
 def meta(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    values = result.asset_materializations_for_node(f"sql__{asset}")[0].metadata
+    values = materialization(result, f"sql/{asset}").metadata
     return {k: v.value for k, v in values.items()}
 
 

@@ -58,7 +58,7 @@ def test_sqlite_refuses_a_type_change_across_studies_clearly(sqlite_sink: SqlSin
     result = sqlite_sink.run("B", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events
-                   if e.is_step_failure and e.step_key == "sql__form_tables")
+                   if e.is_step_failure and e.step_key == "sql_write")
     path = sqlite_sink.url.removeprefix("sqlite:///")
     assert failure.step_failure_data.error.message == (
         "dagster._core.definitions.events.Failure: SQL write of form_tables for study B "
