@@ -7,8 +7,11 @@ only the small dictionary is held whole.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -21,6 +24,7 @@ from imednet_assets.defs.sinks.tabular import StudyTables, TableSpec
 #: Headers of the dictionary's added columns: where each variable landed in the bundle.
 HEADER_COLUMN = "header"
 RAW_HEADER_COLUMN = "raw_header"
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,39 @@ def extraction_time(slices: Mapping[str, LakeSlice]) -> dt.datetime:
     stamps += [s.path.stat().st_mtime for s in slices.values() if s.path.exists()]
     newest = max(stamps, default=0.0)
     return dt.datetime.fromtimestamp(int(newest), dt.UTC).replace(tzinfo=None)
+
+
+def prefetched(batches: Iterable[pa.RecordBatch], depth: int = 1) -> Iterator[pa.RecordBatch]:
+    """`batches`, the next ones read by a second thread while the caller works on this one
+    (DuckDB and Arrow release the GIL); at most `depth` batches wait. The thread has stopped
+    when the iterator ends or is closed, so the reader's connection is free again."""
+    waiting: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        item: object = _END
+        try:
+            for batch in batches:
+                waiting.put(batch)
+                if stop.is_set():
+                    return
+        except BaseException as err:  # noqa: BLE001 - raised in the caller's thread
+            item = err
+        waiting.put(item)
+
+    thread = threading.Thread(target=read, name="bundle-lake-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := waiting.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # a reader blocked on a full queue gets its place
+            with contextlib.suppress(queue.Empty):
+                waiting.get(timeout=0.05)
+        thread.join()
 
 
 def finite(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -94,11 +131,13 @@ class StudyContent:
         names = self._form_names()
         sheets = SheetNames()
         self.parts: list[FormPart] = []
+        self._schemas: dict[str, pa.Schema] = {}  # form table -> its schema (asked once)
         for spec in specs:
             if spec.kind != "form" or spec.form is None:
                 continue
             by_column = form_headers(spec.form, headers)
-            columns = tables.schema(spec).names
+            self._schemas[spec.name] = tables.schema(spec)
+            columns = self._schemas[spec.name].names
             self.parts.append(
                 FormPart(
                     spec=spec,
@@ -123,7 +162,8 @@ class StudyContent:
 
     def batches(self, part: FormPart) -> Iterator[pa.RecordBatch]:
         """The form's rows, headed by the bundle's headers; notes the newest `date_modified`."""
-        for batch in self.tables.read(part.spec, batch_rows=self.batch_rows):
+        reader = self.tables.read(part.spec, batch_rows=self.batch_rows)
+        for batch in prefetched(reader):
             if batch.num_rows == 0:
                 continue
             self.batches_read += 1
@@ -134,7 +174,7 @@ class StudyContent:
 
     def schema(self, part: FormPart) -> pa.Schema:
         """The form's schema under the bundle's headers."""
-        fields = self.tables.schema(part.spec)
+        fields = self._schemas[part.member]
         return pa.schema([f.with_name(h) for f, h in zip(fields, part.headers, strict=True)])
 
     def forms_table(self, stats: WriteStats, where: str, locations: list[str]) -> pa.Table:

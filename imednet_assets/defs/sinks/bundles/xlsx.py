@@ -143,8 +143,8 @@ class _Sheet:
     def _rendered(self, cells: list[xlsx_rows.Cells], start: int, end: int, first: int) -> None:
         """Rows [start, end) of rendered `cells`, written into the worksheet's row file."""
         n = end - start
-        values = [c.value.slice(start, n) for c in cells]
-        present = [np.flatnonzero(_valid(v)) for v in values]
+        valid = [_valid(c.value.slice(start, n)) for c in cells]
+        present = [np.flatnonzero(v) for v in valid]
         used = [c for c, rows in enumerate(present) if len(rows)]
         if not used:
             return  # no cell at all: xlsxwriter writes no row either
@@ -157,22 +157,20 @@ class _Sheet:
         if first_row > ws.previous_row:
             ws._write_single_row(first_row)
         # formats get their number at first use, cell by cell in row order
-        firsts = sorted((int(present[c][0]), c) for c in used if cells[c].formatted)
-        for _, c in firsts:
+        for _, c in sorted((int(present[c][0]), c) for c in used if cells[c].formatted):
             self.formats[c]._get_xf_index()
         numbers = xlsx_rows.row_numbers(first, n)
-        fragments = [
-            pc.binary_join_element_wise(
-                f'<c r="{self.letters[c]}', numbers,
-                cells[c].head(self.formats[c]._get_xf_index() if cells[c].formatted else None),
-                values[c], cells[c].tail, "")
-            for c in used
-        ]
-        body = pc.binary_join_element_wise(*fragments, "", null_handling="skip")
-        xml = pc.binary_join_element_wise('<row r="', numbers, '">', body, "</row>", "")
-        xml = pc.filter(xml, pc.greater(pc.binary_length(body), 0))
+        pieces: list[pa.Array | str] = ['<row r="', numbers, '">']
+        for c in used:
+            xf = self.formats[c]._get_xf_index() if cells[c].formatted else None
+            pieces.append(pc.binary_join_element_wise(
+                f'<c r="{self.letters[c]}', numbers, *cells[c].pieces(start, n, xf), ""))
+        pieces.append("</row>")
+        rows = pc.binary_join_element_wise(*pieces, "", null_handling="skip")
+        if not all(valid[c].all() for c in used):  # a row without cells is not written
+            rows = pc.filter(rows, np.logical_or.reduce([valid[c] for c in used]))
         ws.fh.flush()
-        ws.fh.buffer.write(xlsx_rows.concatenated(xml))
+        ws.fh.buffer.write(xlsx_rows.concatenated(rows))
         ws.previous_row = last_row
 
     def _by_cell(self, rows: pa.RecordBatch, first: int) -> None:

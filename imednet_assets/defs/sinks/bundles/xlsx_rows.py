@@ -14,6 +14,7 @@ floats; dates and times near or outside Excel's calendar; types without a fast r
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,30 +66,32 @@ def kind_of(t: pa.DataType) -> Kind:
 
 @dataclass(frozen=True)
 class Cells:
-    """One column of a batch: cell `i` is `<c r="{ref}` + head + value[i] + tail (no cell where
-    value is null); `slow[i]`: only xlsxwriter renders it exactly."""
+    """One column of a batch: cell `i` is `<c r="{ref}` + head + opening[i] + value[i] + tail,
+    no cell where value is null; `slow[i]`: only xlsxwriter renders it exactly."""
 
     kind: Kind
     value: pa.Array
     slow: np.ndarray
+    opening: pa.Array | str = ""  # text: `<t>` or, per cell, `<t xml:space="preserve">`
 
     @property
     def formatted(self) -> bool:
         """Whether the cell carries the column's number format (`s="{xf}"`)."""
         return self.kind in ("date", "datetime")
 
-    def head(self, xf: int | None = None) -> str:
+    def pieces(self, start: int, n: int, xf: int | None = None) -> list[pa.Array | str]:
+        """What follows the cell reference, for rows [start, start + n)."""
+        value = self.value.slice(start, n)
         if self.kind == "text":
-            return '" t="inlineStr"><is>'
+            opening = self.opening
+            if isinstance(opening, str):
+                return [f'" t="inlineStr"><is>{opening}', value, "</t></is></c>"]
+            return ['" t="inlineStr"><is>', opening.slice(start, n), value, "</t></is></c>"]
         if self.kind == "bool":
-            return '" t="b"><v>'
+            return ['" t="b"><v>', value, "</v></c>"]
         if self.formatted:
-            return f'" s="{xf}"><v>'
-        return '"><v>'
-
-    @property
-    def tail(self) -> str:
-        return "</is></c>" if self.kind == "text" else "</v></c>"
+            return [f'" s="{xf}"><v>', value, "</v></c>"]
+        return ['"><v>', value, "</v></c>"]
 
 
 def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -109,8 +112,10 @@ def _text(col: pa.Array) -> Cells:
         for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
             escaped = pc.replace_substring(escaped, char, entity)
     preserve = pc.match_substring_regex(col, _PRESERVE)
+    if not pc.any(preserve).as_py():
+        return Cells("text", escaped, slow, "<t>")
     opening = pc.if_else(preserve, '<t xml:space="preserve">', "<t>")
-    return Cells("text", pc.binary_join_element_wise(opening, escaped, "</t>", ""), slow)
+    return Cells("text", escaped, slow, opening)
 
 
 def _int(col: pa.Array) -> Cells:
@@ -120,15 +125,22 @@ def _int(col: pa.Array) -> Cells:
     return Cells("int", pc.cast(col, pa.string()), _mask(slow))
 
 
-def _formatted(numbers: list[float | None]) -> pa.Array:
-    """`{:.16G}` as xlsxwriter formats a number (no Arrow kernel formats alike)."""
-    return pa.array([None if v is None else f"{v:.16G}" for v in numbers], pa.string())
+def _formatted(numbers: list[float], valid: np.ndarray) -> pa.Array:
+    """`{:.16G}` as xlsxwriter formats a number (no Arrow kernel formats alike); null where not
+    `valid`."""
+    texts = pa.array(map(format, numbers, itertools.repeat(".16G")), pa.string(),
+                     size=len(numbers))
+    if valid.all():
+        return texts
+    return pc.if_else(pa.array(valid), texts, pa.scalar(None, pa.string()))
 
 
 def _float(col: pa.Array) -> Cells:
     col = pc.cast(col, pa.float64())
     slow = _mask(pc.invert(pc.is_finite(col)))
-    return Cells("float", _formatted(col.to_pylist()), slow)
+    valid = _mask(pc.is_valid(col))
+    numbers = np.asarray(pc.fill_null(col, 0.0).to_numpy(zero_copy_only=False), np.float64)
+    return Cells("float", _formatted(numbers.tolist(), valid), slow)
 
 
 def _bool(col: pa.Array) -> Cells:
@@ -160,8 +172,7 @@ def _datetime(col: pa.Array) -> Cells:
     serial = days.astype(np.float64) + (
         seconds.astype(np.float64) + micro.astype(np.float64) / 1e6) / 86400
     serial = np.where(serial > 59, serial + 1, serial)
-    numbers = [v if ok else None for v, ok in zip(serial.tolist(), valid.tolist(), strict=True)]
-    return Cells("datetime", _formatted(numbers), slow)
+    return Cells("datetime", _formatted(serial.tolist(), valid), slow)
 
 
 def _other(col: pa.Array) -> Cells:
