@@ -4,7 +4,8 @@
 bundles into a temp dir through the bundles IO manager, one format after the other as three
 in-process asset steps would (lake read, write, fsync, sha256 and swap included), and prints one
 JSON line: path, records, rows (form table rows, counted once per format), seconds (after
-imports), seconds per format, peak RSS of this process (children included).
+imports), seconds per format, CPU seconds (user + system, every thread: on a loaded machine the
+steadier figure), peak RSS of this process (children included).
 `--formats csv,xlsx` measures only some formats; `--keep DIR` writes the bundles there.
 """
 
@@ -42,6 +43,11 @@ def run_ours(lake_root: Path, study: str, root: Path, formats: list[str]
     return slices["records"].num_rows, rows, seconds
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lake_root", type=Path)
@@ -54,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     formats = [f for f in args.formats.split(",") if f]
     with tempfile.TemporaryDirectory(prefix="imednet-bench-bundles-") as tmp:
         root = args.keep or Path(tmp)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         records, rows, per_format = run_ours(args.lake_root, args.study, root, formats)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
     peak = max(resource.getrusage(who).ru_maxrss
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     print(json.dumps({"path": args.path, "records": records, "rows": rows,
                       "seconds": round(seconds, 3), "seconds_by_format": per_format,
+                      "cpu_seconds": round(cpu, 3),
                       "peak_rss_mb": round(peak, 1)}))
     return 0
 
