@@ -109,7 +109,8 @@ def read_json_zip(path: Path) -> dict[str, Any]:
         for name in zf.namelist():
             text = zf.read(name).decode("utf-8")
             if name.endswith(".jsonl"):
-                out[name] = [json.loads(line) for line in text.splitlines()]
+                # lines end in \n only: text may hold U+2028, U+0085... (JSON leaves them as is)
+                out[name] = [json.loads(line) for line in text.split("\n") if line]
             else:
                 out[name] = json.loads(text)
     return out
