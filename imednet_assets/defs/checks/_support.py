@@ -10,6 +10,8 @@ study.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -55,18 +57,65 @@ def study_check(
                 blocking=False,
                 partitions_def=study_partitions,
                 **kwargs,
-            )(fn)
+            )(each_study(fn))
 
     return decorate
 
 
+class _OneStudy:
+    """The check context as a run of one study sees it (the rest is the run's own context)."""
+
+    def __init__(self, context: dg.AssetCheckExecutionContext, study: str) -> None:
+        self._context = context
+        self.partition_key = study
+        self.partition_keys = [study]
+        self.has_partition_key = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def _only(value: Any, study: str) -> Any:
+    """An input as one study sees it: its own lake slice out of the run's list."""
+    if isinstance(value, list) and value and all(isinstance(v, LakeSlice) for v in value):
+        return next(v for v in value if v.study_key == study)
+    return value
+
+
+def each_study(fn: CheckFn) -> CheckFn:
+    """A check written for one study, run for each study of a run over several (a single-run
+    backfill). Dagster records one evaluation for such a run, not one per partition: it passes
+    when every study passes, and its metadata gives each study's verdict."""
+
+    @functools.wraps(fn)
+    def check(context: dg.AssetCheckExecutionContext, **inputs: Any) -> dg.AssetCheckResult:
+        if context.has_partition_key:
+            return fn(context, **inputs)
+        verdicts = {
+            study: fn(_OneStudy(context, study), **{k: _only(v, study) for k, v in inputs.items()})
+            for study in context.partition_keys
+        }
+        failed = {s: v for s, v in verdicts.items() if not v.passed}
+        severity = ERROR if any(v.severity == ERROR for v in failed.values()) else WARN
+        summary = (f"{len(verdicts)} studies, every one passed" if not failed else
+                   f"{len(failed)} of {len(verdicts)} studies failed: "
+                   + "; ".join(v.description or s for s, v in sorted(failed.items())[:SAMPLE]))
+        return result(not failed, severity, summary, studies=len(verdicts),
+                      failed_studies=sorted(failed),
+                      by_study={s: v.description for s, v in sorted(verdicts.items())})
+
+    # Dagster binds inputs and resources by the signature; a lake input is a list of slices in
+    # a run over several studies, so it is typed Any (no type check on a single LakeSlice)
+    signature = inspect.signature(fn)
+    check.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        p.replace(annotation=Any) if p.annotation in (LakeSlice, "LakeSlice") else p
+        for p in signature.parameters.values()])
+    del check.__wrapped__  # type: ignore[attr-defined]
+    return check
+
+
 def study_of(context: dg.AssetCheckExecutionContext) -> str:
-    """The run's study partition; the checks (like the DuckDB sinks) take one study per run."""
-    if not context.has_partition_key:
-        raise dg.Failure(
-            description="the checks run per study partition: run them for one study at a time "
-            f"(this run has partitions {list(context.partition_keys)})"
-        )
+    """The study the check evaluates (one at a time: see `each_study`)."""
     return context.partition_key
 
 

@@ -115,6 +115,8 @@ def _spec(entity: str) -> dg.AssetSpec:
     # the UI can read one entity alone; a run reads the selected ones one after the other in
     # one step (a step per entity cost more in Dagster's bookkeeping than the reads themselves)
     can_subset=True,
+    # a backfill of many studies is one run: the lake writes one slice per study
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="Every API entity of the study, streamed into its lake slice.",
 )
 def imednet_ingest(context: dg.AssetExecutionContext, imednet: ImednetResource) -> Any:

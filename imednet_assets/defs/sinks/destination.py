@@ -93,6 +93,23 @@ def write_metadata(report: WriteReport) -> dict[str, Any]:
     return metadata
 
 
+def studies_metadata(reports: Mapping[str, WriteReport]) -> dict[str, Any]:
+    """The metadata of a write of several studies: rows summed, each study's rows and mode."""
+    last = list(reports.values())[-1]
+    metadata: dict[str, Any] = {
+        "dagster/row_count": sum(sum(r.rows.values()) for r in reports.values()),
+        "rows_by_study": dg.MetadataValue.json(
+            {s: sum(r.rows.values()) for s, r in reports.items()}),
+        "mode_by_study": dg.MetadataValue.json(
+            {s: r.plan.action for s, r in reports.items() if r.plan is not None}),
+    }
+    if last.table_name is not None:
+        metadata["dagster/table_name"] = last.table_name
+    if last.columns:  # the tables of the last study (every study shares the tables)
+        metadata["dagster/column_schema"] = column_schema(last.columns, last.descriptions)
+    return metadata
+
+
 # -- the IO manager ----------------------------------------------------------------------------
 
 
@@ -111,17 +128,28 @@ class DestinationIOManager(dg.ConfigurableIOManager):
         raise NotImplementedError
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        study = context.partition_key
-        if not isinstance(obj, self.write_type) or obj.study_key != study:
-            raise dg.Failure(
-                description=f"{self.label} {context.asset_key.to_user_string()} for study "
-                f"{study}: expected a {self.write_type.__name__} for that study, got "
-                f"{type(obj).__name__}")
-        try:
-            report = self.write_output(context, obj)
-        except DestinationError as err:  # config errors included
-            raise dg.Failure(description=str(err)) from None
-        context.add_output_metadata(write_metadata(report))
+        """One study's write, or {study: write} for a run over several studies (a single-run
+        backfill), written study by study."""
+        studies = list(context.asset_partition_keys)
+        writes = obj if isinstance(obj, Mapping) else {studies[0] if studies else "": obj}
+        for study in studies:
+            write = writes.get(study)
+            if not isinstance(write, self.write_type) or write.study_key != study:
+                raise dg.Failure(
+                    description=f"{self.label} {context.asset_key.to_user_string()} for study "
+                    f"{study}: expected a {self.write_type.__name__} for that study, got "
+                    f"{type(write).__name__}")
+        reports = {}
+        for study in studies:
+            try:
+                reports[study] = self.write_output(context, writes[study])
+            except DestinationError as err:  # config errors included
+                done = f" (studies {', '.join(reports)} were written)" if reports else ""
+                raise dg.Failure(description=f"{err}{done}") from None
+        if len(reports) == 1:
+            context.add_output_metadata(write_metadata(next(iter(reports.values()))))
+        else:
+            context.add_output_metadata(studies_metadata(reports))
 
     def load_input(self, context: dg.InputContext) -> Any:
         raise dg.Failure(

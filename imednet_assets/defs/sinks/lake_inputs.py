@@ -73,6 +73,9 @@ def sink_multi_asset(
         specs=specs,
         ins={entity: lake_in(entity) for entity in entities},
         can_subset=True,
+        # a backfill of many studies is one run (one start-up, one step per destination); each
+        # IO manager writes the studies one after the other
+        backfill_policy=dg.BackfillPolicy.single_run(),
         pool=pool,
         description=f"Every {destination} asset of the study, one writer at a time.",
     )
