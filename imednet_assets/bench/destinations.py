@@ -79,6 +79,10 @@ BENCHES: tuple[DestinationBench, ...] = (
     DestinationBench(
         "sql", "PostgreSQL 127.0.0.1", _paths("copy", "rows"), (Comparison("copy", "rows"),)
     ),
+    # issue 9: the bundles at least 3x faster than the plain writers, byte for byte the same files
+    DestinationBench(
+        "bundles", "files (no server)", _paths("ours", "plain"), (Comparison("ours", "plain", 3.0),)
+    ),
 )
 
 

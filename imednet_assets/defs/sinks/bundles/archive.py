@@ -29,12 +29,14 @@ def open_archive(path: Path) -> zipfile.ZipFile:
     )
 
 
-def open_member(archive: zipfile.ZipFile, name: str) -> IO[bytes]:
-    """A member to stream into (its size need not be known: zip64 sizes are always written)."""
+def open_member(archive: zipfile.ZipFile, name: str, *, pipelined: bool = True) -> IO[bytes]:
+    """A member to stream into (its size need not be known: zip64 sizes are always written);
+    `pipelined=False`: compressed in the writing thread."""
     info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
-    return PipelinedWriter(archive.open(info, "w", force_zip64=True))  # type: ignore[return-value]
+    member = archive.open(info, "w", force_zip64=True)
+    return PipelinedWriter(member) if pipelined else member  # type: ignore[return-value]
 
 
 class PipelinedWriter(io.RawIOBase):
