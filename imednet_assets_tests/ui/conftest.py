@@ -127,6 +127,12 @@ def _wait_gone(proc: subprocess.Popen[bytes], pgid: int, timeout_s: float) -> bo
     return False
 
 
+def _default_sigint() -> None:
+    # a shell running the tests in the background ignores SIGINT, and its children inherit
+    # that: Ctrl+C must reach the server whatever started pytest
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
     """Ctrl+C for the whole process group, as a terminal sends it to `make dev` (dagster dev, its
     webserver, daemon, code servers and run workers, the simulator), then SIGKILL whatever is
@@ -156,7 +162,7 @@ def dagster_dev() -> Iterator[DevServer]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([*cmd, "dev", "--port", str(port)], cwd=REPO, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_sigint)
     server = DevServer(proc, f"http://127.0.0.1:{port}", data, log_path)
     try:
         _wait_until_loaded(server)
