@@ -13,7 +13,6 @@ from typing import Any
 import dagster as dg
 
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
-from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.partitions import study_partitions
 
 
@@ -38,23 +37,13 @@ class SinkPart:
     kinds: Collection[str] | None = None
 
 
-def _slices_by_study(inputs: Mapping[str, Any]) -> dict[str, dict[str, LakeSlice]]:
-    """{study: {entity: slice}} from the loaded inputs (one slice, or a list for several
-    studies)."""
-    by_study: dict[str, dict[str, LakeSlice]] = {}
-    for entity, value in inputs.items():
-        for lake in value if isinstance(value, list) else [value]:
-            by_study.setdefault(lake.study_key, {})[entity] = lake
-    return by_study
-
-
 def sink_multi_asset(
     *, destination: str, parts: Sequence[SinkPart], kinds: Collection[str], io_manager_key: str,
     pool: str,
 ) -> dg.AssetsDefinition:
     """All of a destination's assets as one study-partitioned step (subsettable: the UI can
-    materialize one of them), each output planned per study and handed to `io_manager_key`."""
-    entities = sorted({entity for part in parts for entity in part.ins.values()})
+    materialize one of them), each output planned per study from the lake slices it needs and
+    handed to `io_manager_key`."""
     specs = [
         dg.AssetSpec(
             key=[destination, part.name],
@@ -71,7 +60,9 @@ def sink_multi_asset(
     @dg.multi_asset(
         name=f"{destination}_write",
         specs=specs,
-        ins={entity: lake_in(entity) for entity in entities},
+        # the lake slices are deps, read by the step itself: only those the selected assets need
+        # (the UI may materialize one asset), and no input-loading events per slice
+        required_resource_keys={LAKE_IO_MANAGER_KEY},
         can_subset=True,
         # a backfill of many studies is one run (one start-up, one step per destination); each
         # IO manager writes the studies one after the other
@@ -79,17 +70,20 @@ def sink_multi_asset(
         pool=pool,
         description=f"Every {destination} asset of the study, one writer at a time.",
     )
-    def _write(context: dg.AssetExecutionContext, **inputs: Any) -> Any:
+    def _write(context: dg.AssetExecutionContext) -> Any:
+        lake = getattr(context.resources, LAKE_IO_MANAGER_KEY)
         studies = list(context.partition_keys)
-        by_study = _slices_by_study(inputs)
-        strays = sorted(set(by_study) - set(studies))
-        if strays:
-            raise dg.Failure(description=f"lake slices of studies {strays} in a run of {studies}")
-        for part in parts:
+        chosen = [p for p in parts if dg.AssetKey([destination, p.name])
+                  in context.selected_asset_keys]
+        try:
+            slices = {(entity, study): lake.read_slice(entity, study)
+                      for entity in sorted({e for p in chosen for e in p.ins.values()})
+                      for study in studies}
+        except FileNotFoundError as err:
+            raise dg.Failure(description=f"{destination}: {err}") from None
+        for part in chosen:
             key = dg.AssetKey([destination, part.name])
-            if key not in context.selected_asset_keys:
-                continue
-            writes = {study: part.plan(study, **{param: by_study[study][entity]
+            writes = {study: part.plan(study, **{param: slices[entity, study]
                                                  for param, entity in part.ins.items()})
                       for study in studies}
             value = writes[studies[0]] if len(studies) == 1 else writes

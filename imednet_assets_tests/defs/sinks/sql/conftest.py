@@ -72,10 +72,11 @@ class SqlSink:
         return {"lake_io_manager": LakeIOManager(root=str(self.lake)),
                 **sql_resources(self.url, self.schema, retry_backoff_s=0.0, **settings)}
 
-    def run(self, study: str, *, raise_on_error: bool = True, selection=None,
+    def run(self, study: str, *, raise_on_error: bool = True, assets=None, selection=None,
             **settings: object) -> dg.ExecuteInProcessResult:
-        return materialize_study(self.instance, study, sql_assets, self.resources(**settings),
-                                 raise_on_error=raise_on_error, selection=selection)
+        return materialize_study(self.instance, study, assets or sql_assets,
+                                 self.resources(**settings), raise_on_error=raise_on_error,
+                                 selection=selection)
 
     @property
     def dialect(self) -> str:
