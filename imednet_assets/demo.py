@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +146,16 @@ class StudyRun:
 
 def run_study(job: Any, instance: DagsterInstance, study: str,
               tags: dict[str, str] | None = None) -> StudyRun:
-    """Run `job` for `study` in process (console quiet, failures kept in the result); ok when
-    every step and every asset check passed."""
+    """Run `job` for `study` in process (Dagster's console quiet, our progress line on stderr,
+    failures kept in the result); ok when every step and every asset check passed."""
+    from imednet_assets.progress import RunProgress
+
     started = time.perf_counter()
-    result = job.execute_in_process(partition_key=study, instance=instance, tags=tags,
-                                    raise_on_error=False, run_config=QUIET_CONSOLE)
+    run_id = str(uuid.uuid4())
+    with RunProgress(instance, run_id, study):
+        result = job.execute_in_process(partition_key=study, instance=instance, tags=tags,
+                                        run_id=run_id, raise_on_error=False,
+                                        run_config=QUIET_CONSOLE)
     bad_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
     ok = result.success and not bad_checks
     status = "ok" if ok else f"FAILED {bad_checks or ''}".strip()

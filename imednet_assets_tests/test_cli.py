@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,11 @@ def test_demo_twice_on_the_simulator_leaves_everything_identical(tmp_path: Path)
     first = run_cli("demo", "--studies", "2", "--subjects", "3", env=env)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "study CARDIO-01: ok" in first.stdout and "study ONCO-02: ok" in first.stdout
+    # while it works, each study's steps show on stderr (one line per step off a terminal)
+    progress = [line for line in first.stderr.splitlines() if line.startswith("study ONCO-02: ")]
+    assert progress and all(re.fullmatch(
+        r"study ONCO-02: (imednet_ingest|\w+_write|\w+__\w+), [\d,]+ lake rows( - .+)? \(\d+ s\)",
+        line) for line in progress), progress
     before = snapshot(tmp_path / "data")
     assert any(k.startswith("lake/records/study_key=ONCO-02/form_key=") for k in before)
     assert {"table records_long", "table form_VS", "table variables"} <= set(before)
@@ -173,7 +179,7 @@ def test_demo_with_an_unreachable_destination_says_so_once_without_secrets(tmp_p
     assert "mongo-pw-9f3" not in out and "Traceback" not in out
     port = dead.rsplit(":", 1)[1].rstrip("/")
     assert (
-        f"  mongodb__records, mongodb__subjects: MongoDB at mongodb://***@127.0.0.1:{port}/ "
+        f"  mongodb_write: MongoDB at mongodb://***@127.0.0.1:{port}/ "
         "(database imednet) is unreachable" in done.stdout
     )
     assert "bundles/csv" in done.stdout  # the other destinations still wrote the study

@@ -8,6 +8,7 @@ import fcntl
 import filecmp
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
@@ -40,6 +41,8 @@ from imednet_assets.settings import lake_root
 
 WATERMARK_FORMAT = "%Y-%m-%d %H:%M:%S"
 PREVIEW_ROWS = 5
+PROGRESS_S = 2.0
+"""A read that lasts longer logs its rows so far this often."""
 PREVIEW_COLUMNS = 8
 PREVIEW_CELL_CHARS = 40
 
@@ -242,9 +245,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
         disagree with the API) a full write."""
         inc = write.incremental
         if inc is None:
-            return self._full(write, target, staged, before, reason="full refresh requested")
+            return self._full(write, target, staged, before, log, reason="full refresh requested")
         if before is None or before.watermark is None or write.watermark_by is None:
-            return self._full(write, target, staged, before,
+            return self._full(write, target, staged, before, log,
                               reason="the slice has no watermark yet")
         stats = self._merge(write, target, staged, before)
         api_rows = inc.api_count()
@@ -255,15 +258,15 @@ class LakeIOManager(dg.ConfigurableIOManager):
         log.info(f"study {write.study_key}: {reason}")
         shutil.rmtree(staged, ignore_errors=True)
         after_merge = SliceManifest.read(target)
-        return self._full(write, target, staged, after_merge, reason=reason)
+        return self._full(write, target, staged, after_merge, log, reason=reason)
 
     def _full(
         self, write: LakeWrite, target: Path, staged: Path, before: SliceManifest | None,
-        reason: str,
+        log: Any, reason: str,
     ) -> dict[str, Any]:
         """Stream every row into `staged` and swap it in, unless it holds exactly the bytes of
         the live slice (a replay of unchanged data): then the live slice and its manifest stay."""
-        stats = self._stream(write, staged)
+        stats = self._stream(write, staged, log)
         stats.update(mode=FULL, reason=reason)
         if before is not None and _same_parquet(staged, target):
             return {**stats, "changed": False, "sequence": before.sequence,
@@ -320,12 +323,14 @@ class LakeIOManager(dg.ConfigurableIOManager):
         _swap(self.root_path(), write.entity, write.study_key, staged)
         return {**stats, "changed": True, "sequence": manifest.sequence, "watermark": watermark}
 
-    def _stream(self, write: LakeWrite, staged: Path) -> dict[str, Any]:
-        """Consume the batches into `staged`; returns row counts and a preview."""
+    def _stream(self, write: LakeWrite, staged: Path, log: Any) -> dict[str, Any]:
+        """Consume the batches into `staged`; returns row counts and a preview. A long read
+        logs its progress (`PROGRESS_S`): the demo console and the run's log show it."""
         rollers: dict[str | None, FileRoller] = {}
         preview: list[dict[str, Any]] = []
         schema = lake_schema(write.schema)
         marks: list[Any] = []
+        rows, reported = 0, time.monotonic()
 
         def roller(value: str | None) -> FileRoller:
             if value not in rollers:
@@ -350,6 +355,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
                         roller(value).write(part)
                 elif batch.num_rows:
                     roller(None).write(batch)
+                rows += batch.num_rows
+                if time.monotonic() - reported >= PROGRESS_S:
+                    reported = time.monotonic()
+                    log.info(f"{write.entity} of study {write.study_key}: "
+                             f"{rows:,} rows read so far")
             if not write.split_by:
                 roller(None)  # an empty entity still gets its schema-only file
             for each in rollers.values():
@@ -414,13 +424,16 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"{asset_key.to_user_string()} is partitioned by study; the lake cannot load it "
                 "without a study partition"
             )
-        root = self.root_path()
-        slices = []
-        for study in context.asset_partition_keys:
-            with _study_lock(root, entity, study):
-                recover(root, entity, study)
-            slices.append(LakeSlice.read(root, entity, study, _known_schema(entity)))
+        slices = [self.read_slice(entity, study) for study in context.asset_partition_keys]
         return slices[0] if len(slices) == 1 else slices
+
+    def read_slice(self, entity: str, study: str) -> LakeSlice:
+        """The live slice of `entity` for `study` (a swap a dead writer left half done is
+        finished first); FileNotFoundError when it was never materialized."""
+        root = self.root_path()
+        with _study_lock(root, entity, study):
+            recover(root, entity, study)
+        return LakeSlice.read(root, entity, study, _known_schema(entity))
 
 
 def _key(item: tuple[str | None, int]) -> str:
