@@ -19,6 +19,11 @@ from imednet_assets.defs.automation.sensors import (
     study_discovery_sensor,
 )
 from imednet_assets.defs.checks import definitions as checks_definitions
+from imednet_assets.defs.checks.freshness import (
+    lake_freshness_job,
+    lake_freshness_schedule,
+    lake_is_fresh,
+)
 from imednet_assets.defs.ingest import definitions as ingest_definitions
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.lake.io_manager import LakeIOManager
@@ -53,7 +58,8 @@ def configured_destinations() -> list[str]:
 # every asset, one study per run (the CLI `demo` and the discovery sensor run it per study)
 imednet_all_job = dg.define_asset_job(
     name=ALL_JOB_NAME,
-    selection=dg.AssetSelection.all(),
+    # the freshness check looks at every study at once: it has its own job and schedule
+    selection=dg.AssetSelection.all() - dg.AssetSelection.checks(lake_is_fresh),
     partitions_def=study_partitions,
     description="Everything for one study: API -> lake -> destinations.",
 )
@@ -66,9 +72,11 @@ def _top_level_defs() -> dg.Definitions:
         # then costs what `imednet-assets demo` costs, instead of a Python start-up (2-3 s) for
         # each of its steps. Pools still hold one writer per destination across runs.
         executor=dg.in_process_executor,
-        jobs=[imednet_all_job],
+        jobs=[imednet_all_job, lake_freshness_job],
+        asset_checks=[lake_is_fresh],
         sensors=[study_discovery_sensor, study_change_sensor],
-        schedules=[study_reconcile_schedule, study_full_refresh_schedule],
+        schedules=[study_reconcile_schedule, study_full_refresh_schedule,
+                   lake_freshness_schedule],
         resources={
             "imednet": ImednetResource(
                 base_url=dg.EnvVar(BASE_URL_ENV),

@@ -84,10 +84,11 @@ def test_wiring():
                                      dg.DefaultScheduleStatus.RUNNING),
         "study_full_refresh_schedule": (defs.resolve_schedule_def,
                                         dg.DefaultScheduleStatus.STOPPED),
+        "lake_freshness_schedule": (defs.resolve_schedule_def, dg.DefaultScheduleStatus.RUNNING),
     }
     for name, (resolve, status) in automation.items():
         definition = resolve(name)
-        assert definition.job_name == "imednet_all_job", name
+        assert definition.job_name in ("imednet_all_job", "lake_freshness_job"), name
         assert definition.default_status == status, name
         assert "Costs" in (definition.description or ""), name
 
