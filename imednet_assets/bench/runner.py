@@ -56,6 +56,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(b.destination for b in destinations.BENCHES),
         help="comma-separated destinations to benchmark from the lake ('' for none)",
     )
+    parser.add_argument(
+        "--ui-studies", type=int, default=100,
+        help="small studies in the UI backfill benchmark (0 skips the UI benchmarks)",
+    )
+    parser.add_argument("--ui-subjects", type=int, default=40,
+                        help="subjects of the one-study UI run (40: about 2,000 records)")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
 
@@ -213,6 +219,17 @@ def run_bench(args: argparse.Namespace) -> int:
                     Path(tmp) / "lake", study, args.repeat, wanted
                 )
             destination_lines = ["", *destinations.table(measured_destinations)]
+    ui_lines: list[str] = []
+    if args.ui_studies:
+        from imednet_assets.bench import ui
+
+        # one demo-sized study (2,000 records), then many small ones as one backfill
+        ui_runs = [ui.run_measure(1, args.ui_subjects, args.latency_ms),
+                   ui.run_measure(args.ui_studies, 2, args.latency_ms)]
+        for r in ui_runs:
+            print(f"  UI {r['launched_as']} of {r['studies']} studies: {r['ui_seconds']:.1f} s "
+                  f"vs CLI {r['cli_seconds']:.1f} s")
+        ui_lines = ["", *ui.ui_table(ui_runs)]
     measured = {p: _median(runs) for p, runs in results.items()}
     ceiling, platform_m, sdk = measured["ceiling"], measured["platform"], measured.get("sdk")
     lines = _table(list(measured.values()), ceiling, sdk)
@@ -265,6 +282,7 @@ def run_bench(args: argparse.Namespace) -> int:
     ]
     text = "\n".join(
         header + lines + targets + scale_lines + incremental_lines + destination_lines
+        + ui_lines
     ) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

@@ -12,7 +12,7 @@ def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -
     output = tmp_path / "benchmarks.md"
     code = main([
         "bench", "--records", "400", "--latency-ms", "0", "--scale-records", "800",
-        "--destinations", "", "--changed", "0.05",
+        "--destinations", "", "--changed", "0.05", "--ui-studies", "2", "--ui-subjects", "2",
         "--output", str(output),
     ])  # fmt: skip
     assert code == 0
@@ -30,4 +30,8 @@ def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -
     full_requests, inc_requests = int(cells[6]), int(cells[7])
     assert 0 < inc_requests <= full_requests + 5
     assert cells[9] == "5 for 5 entities"
+    # launched through the webserver: one study as a run, two as one backfill, all green
+    ui = re.findall(r"^\| (run|backfill) \| (\d+) \| [\d,]+ \| [\d.]+ \| [\d.]+ \| [\d.]+x "
+                    r"\| (\w+) \|$", text, re.MULTILINE)
+    assert ui == [("run", "1", "yes"), ("backfill", "2", "yes")]
     assert f"written to {output}" in capsys.readouterr().out
