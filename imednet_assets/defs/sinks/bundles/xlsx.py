@@ -45,6 +45,18 @@ _MAX_EXACT_INT = 2**53
 CUT_HEADERS = ("sheet", "cell", "column", "record_id", "characters")
 
 
+
+def write_text(ws: Worksheet, row: int, col: int, text: str, fmt: Any = None) -> None:
+    """A text cell. xlsxwriter (constant_memory) copies text that starts with `<r>` and ends with
+    `</r>` into the file as raw rich-text XML: a value like `<r>&</r>` made the workbook
+    unreadable. Such text goes in as a rich string of plain runs instead: escaped, read back
+    whole."""
+    if text.startswith("<r>") and text.endswith("</r>"):
+        runs = (text[:1], text[1:2], text[2:])
+        ws.write_rich_string(row, col, *runs, *(() if fmt is None else (fmt,)))
+    else:
+        ws.write_string(row, col, text, fmt)
+
 class _Sheet:
     """Writes typed rows into one or more worksheets (a continuation once a sheet is full).
 
@@ -85,7 +97,7 @@ class _Sheet:
         self.counts.append(0)
         self.ws.freeze_panes(1, 0)
         for col, header in enumerate(self.headers):
-            self.ws.write_string(0, col, clip_for_xlsx(neutralise(header))[0], self.book.bold)
+            write_text(self.ws, 0, col, clip_for_xlsx(neutralise(header))[0], self.book.bold)
         self.row = 1
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -228,7 +240,7 @@ class _Book:
 
         def text(ws: Worksheet, r: int, c: int, v: Any) -> bool:
             cell, cut = clip_for_xlsx(str(v))
-            ws.write_string(r, c, cell)
+            write_text(ws, r, c, cell)
             return cut
 
         def number(ws: Worksheet, r: int, c: int, v: Any) -> bool:
@@ -332,7 +344,7 @@ def _write_information(
             if isinstance(value, int):
                 ws.write_number(row, col, value, fmt)
             elif value is not None:
-                ws.write_string(row, col, clip_for_xlsx(neutralise(str(value)))[0], fmt)
+                write_text(ws, row, col, clip_for_xlsx(neutralise(str(value)))[0], fmt)
         row += 1
 
     for key, value in content.information(neutralised=True):
