@@ -12,6 +12,7 @@ import pytest
 
 from imednet_assets.definitions import imednet_all_job
 from imednet_assets.defs.checks.definitions import asset_checks
+from imednet_assets.defs.checks.freshness import lake_is_fresh
 from imednet_assets.defs.ingest.assets import ingest_assets
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.resources import ImednetResource
@@ -49,7 +50,8 @@ class Study:
         }
         defs = dg.Definitions(
             assets=[*ingest_assets, *duckdb_assets],
-            asset_checks=asset_checks,
+            # the freshness check is defined beside the job, which leaves it out
+            asset_checks=[*asset_checks, lake_is_fresh],
             jobs=[imednet_all_job],
             resources=resources,
         )
