@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import orjson
 
 from imednet_assets import settings
 from imednet_assets.bench.paths import API_KEY, SECURITY_KEY
+from imednet_assets.local_servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = "imednet_all_job"
@@ -60,12 +60,6 @@ query($id: String!) {
 _ASSET_KEYS = """{ assetNodes { assetKey { path } } }"""
 FINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 FINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class GraphQL:
