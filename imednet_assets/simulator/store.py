@@ -142,6 +142,7 @@ class StudyState:
         self.base_rev_cum = np.cumsum(st.arrays["base_rev"].astype(np.int64))
         self.coding_slots = gen.coding_slots(st)
         self._live: np.ndarray | None = None
+        self._queries_modified: np.ndarray | None = None
 
     @property
     def live(self) -> np.ndarray:
@@ -152,6 +153,18 @@ class StudyState:
 
     def invalidate(self) -> None:
         self._live = None
+
+    def queries_modified(self) -> np.ndarray:
+        """Every query's dateModified (epoch seconds), rendered once: queries never change, and
+        filtering them by dateModified must not render every query per request (a real API has
+        an index for it)."""
+        if self._queries_modified is None:
+            n = self.n_base_records // gen.QUERY_STRIDE
+            self._queries_modified = np.array(
+                [calendar.timegm(time.strptime(gen.query_row(self.st, j)["dateModified"],
+                                               "%Y-%m-%d %H:%M:%S")) for j in range(n)],
+                dtype=np.int64)
+        return self._queries_modified
 
     def record_data(self, b: int) -> dict[str, str]:
         return gen.record_data(self.st, b, self.overrides.get(b))
@@ -231,10 +244,12 @@ class StudyState:
             return self.revisions_table()
         if entity == "visits":
             return Table("visits", self.n_base_subjects * gen.N_INTERVALS,
-                         lambda v: gen.visit_row(st, v))
+                         lambda v: gen.visit_row(st, v),
+                         {"dateModified": lambda: gen.visit_modified(st, self.n_base_subjects)})
         if entity == "queries":
             return Table("queries", self.n_base_records // gen.QUERY_STRIDE,
-                         lambda j: gen.query_row(st, j))
+                         lambda j: gen.query_row(st, j),
+                         {"dateModified": self.queries_modified})
         if entity == "codings":
             n_slots, n_t = len(self.coding_slots), len(st.slots)
 
