@@ -8,7 +8,7 @@ import queue
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 _PUT_POLL_S = 0.1
@@ -60,24 +60,42 @@ class Handoff:
         self._stop.set()
 
 
+class Background(Generic[T]):
+    """`items` produced in a background thread that starts at once, `depth` ahead of the one
+    consumer; errors reach the consumer, and `close` stops the producer (and closes `items`)."""
+
+    def __init__(self, items: Iterator[T], depth: int = 2, *, name: str = "background") -> None:
+        self._hand = Handoff(depth)
+        self._items = items
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._hand.put(item):
+                    return
+            self._hand.finish()
+        except BaseException as exc:  # handed to the consumer, who re-raises it
+            self._hand.fail(exc)
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[T]:
+        return self._hand.drain()
+
+    def close(self, timeout_s: float | None = None) -> None:
+        self._hand.close()
+        self._thread.join(timeout_s)
+
+
 def prefetch(items: Iterator[T], depth: int = 2, *, name: str = "prefetch") -> Generator[T]:
     """`items` produced in a background thread named `name`, `depth` ahead of the consumer.
     Errors reach the consumer; closing the generator stops the producer."""
-    hand = Handoff(depth)
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not hand.put(item):
-                    return
-            hand.finish()
-        except BaseException as exc:  # handed to the consumer, who re-raises it
-            hand.fail(exc)
-
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
+    producer = Background(items, depth, name=name)
     try:
-        yield from hand.drain()
+        yield from producer
     finally:
-        hand.close()
-        thread.join()
+        producer.close()

@@ -10,7 +10,7 @@ changes. Purges are not visible here; the incremental run itself compares counts
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -19,7 +19,7 @@ from imednet_assets.client.filters import term
 from imednet_assets.client.settings import ClientSettings
 from imednet_assets.client.sync import probe_sync
 from imednet_assets.defs.ingest.assets import WATERMARKS
-from imednet_assets.defs.lake.io_manager import WATERMARK_FORMAT
+from imednet_assets.defs.lake.io_manager import read_start
 from imednet_assets.defs.lake.slice import LakeSlice, study_dir
 
 #: API requests one study's probe costs.
@@ -54,7 +54,7 @@ def _lake_window(root: Path, entity: str, study: str, column: str,
     mark = lake.manifest.watermark if lake.manifest else None
     if mark is None or not lake.files:
         return None, None, lake.num_rows
-    since = datetime.strptime(mark, WATERMARK_FORMAT) - timedelta(seconds=lag_s)
+    since = read_start(mark, lag_s)
     dataset = pads.dataset([str(f) for f in lake.files], format="parquet")
     return mark, since, dataset.count_rows(filter=pads.field(column) >= since)
 

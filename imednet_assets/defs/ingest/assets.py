@@ -6,8 +6,9 @@ fails the write and the previous lake slice stays in place.
 """
 
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -18,6 +19,8 @@ from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.client.filters import term
 from imednet_assets.client.settings import ClientSettings
 from imednet_assets.client.sync import count_sync, iter_batches_sync
+from imednet_assets.defs.ingest.read_ahead import ReadAhead
+from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.slice import FORM_COLUMN, STUDY_COLUMN, Incremental, LakeWrite
 from imednet_assets.defs.modes import INCREMENTAL, run_mode
 from imednet_assets.defs.partitions import study_partitions
@@ -79,21 +82,41 @@ def _batches(settings: ClientSettings, entity: str, study_key: str) -> Iterator[
 
 
 def _incremental(
-    settings: ClientSettings, entity: str, study_key: str, lag_s: float
+    settings: ClientSettings, entity: str, study_key: str, lag_s: float,
+    start: datetime | None, ahead: ReadAhead,
 ) -> Incremental:
-    """Lazy: the lake calls these only when its slice has a watermark to start from."""
+    """The changes from `start` (the slice's watermark minus the lag) and the count are read
+    ahead; should the lake start earlier (its slice changed meanwhile), it reads again."""
     attribute = WATERMARKS[entity][0]
 
+    def changes(since: datetime) -> Iterator[pa.RecordBatch]:
+        return iter_batches_sync(settings, entity, study_key,
+                                 filter=str(term(attribute, ">=", since)))
+
+    def count() -> Iterator[int]:
+        yield count_sync(settings, entity, study_key)
+
+    name = f"imednet-ahead-{entity}-{study_key}"
+    take_changes = ahead.add(lambda: changes(start), name) if start is not None else None
+    take_count = ahead.add(count, name)
+
     def changes_since(since: datetime) -> Iterator[pa.RecordBatch]:
-        own = str(term(attribute, ">=", since))
-        return iter_batches_sync(settings, entity, study_key, filter=own)
+        # reading from an earlier mark only reads rows the lake drops as already held
+        if take_changes is not None and start is not None and start <= since:
+            return take_changes()
+        return changes(since)
 
     return Incremental(
         changes_since=changes_since,
-        api_count=lambda: count_sync(settings, entity, study_key),
+        api_count=lambda: next(take_count()),
         lag_s=lag_s,
         append_only=entity in APPEND_ONLY,
     )
+
+
+def _taken(take: Callable[[], Iterator[pa.RecordBatch]]) -> Iterator[pa.RecordBatch]:
+    """Lazy: the read is taken when the lake starts writing."""
+    yield from take()
 
 
 def _spec(entity: str) -> dg.AssetSpec:
@@ -119,32 +142,51 @@ def _spec(entity: str) -> dg.AssetSpec:
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="Every API entity of the study, streamed into its lake slice.",
 )
-def imednet_ingest(context: dg.AssetExecutionContext, imednet: ImednetResource) -> Any:
+def imednet_ingest(
+    context: dg.AssetExecutionContext, imednet: ImednetResource,
+    lake_io_manager: dg.ResourceParam[LakeIOManager],
+) -> Any:
     settings = imednet.settings()
     incremental = run_mode(context) == INCREMENTAL
+    # an incremental run's reads are small: they start ahead of the lake and overlap
+    ahead = ReadAhead(window=settings.concurrency) if incremental else None
+    outputs = []
     for entity, (sort_by, _) in ENTITIES.items():
         key = asset_key(entity)
         if key not in context.selected_asset_keys:
             continue
-        writes = {
-            study: LakeWrite(
+        writes = {}
+        for study in context.partition_keys:
+            batches = _batches(settings, entity, study)
+            inc = None
+            if ahead is not None and entity in WATERMARKS:
+                lag = imednet.incremental_lag_s
+                start = lake_io_manager.incremental_start(entity, study, lag)
+                inc = _incremental(settings, entity, study, lag, start, ahead)
+            elif ahead is not None:
+                batches = _taken(ahead.add(partial(_batches, settings, entity, study),
+                                           f"imednet-ahead-{entity}-{study}"))
+            writes[study] = LakeWrite(
                 entity=entity,
                 study_key=study,
                 schema=SCHEMAS[entity],
-                batches=_batches(settings, entity, study),
+                batches=batches,
                 sort_by=sort_by,
                 split_by=SPLIT_BY.get(entity),
                 watermark_by=WATERMARKS[entity][1] if entity in WATERMARKS else None,
-                incremental=(
-                    _incremental(settings, entity, study, imednet.incremental_lag_s)
-                    if incremental and entity in WATERMARKS else None
-                ),
+                incremental=inc,
             )
-            for study in context.partition_keys
-        }
-        # a run over several studies (single-run backfill) hands the lake one write per study
-        value = writes if len(writes) > 1 else next(iter(writes.values()))
-        yield dg.Output(value, output_name=key.to_python_identifier())
+        outputs.append((key, writes))
+    try:
+        if ahead is not None:
+            ahead.begin()
+        for key, writes in outputs:
+            # a run over several studies (single-run backfill) hands the lake one write per study
+            value = writes if len(writes) > 1 else next(iter(writes.values()))
+            yield dg.Output(value, output_name=key.to_python_identifier())
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 ingest_assets: list[dg.AssetsDefinition] = [imednet_ingest]

@@ -56,6 +56,14 @@ def _mark_text(value: datetime | None) -> str | None:
     return None if value is None else value.strftime(WATERMARK_FORMAT)
 
 
+def read_start(watermark: str | None, lag_s: float) -> datetime | None:
+    """Where an incremental read starts: the watermark minus the lag (`dateModified` has second
+    resolution and writes land late); None for a slice without a watermark."""
+    if watermark is None:
+        return None
+    return datetime.strptime(watermark, WATERMARK_FORMAT) - timedelta(seconds=lag_s)
+
+
 def _same_parquet(staged: Path, target: Path) -> bool:
     """True when `staged` holds exactly the Parquet files of `target`, byte for byte."""
     if not target.is_dir():
@@ -288,9 +296,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         assert write.incremental is not None and write.watermark_by is not None
         schema = lake_schema(write.schema)
         key, mark = write.sort_by, write.watermark_by
-        since = datetime.strptime(before.watermark, WATERMARK_FORMAT) - timedelta(
-            seconds=write.incremental.lag_s
-        )
+        since = read_start(before.watermark, write.incremental.lag_s)
+        assert since is not None
         parts = []
         for raw in write.incremental.changes_since(since):
             batch = _conform(raw, schema)
@@ -300,7 +307,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         held_columns = [c for c in (key, mark, DELETED_COLUMN, write.split_by)
                         if c is not None and c in schema.names]
         current = LakeSlice.read(self.root_path(), write.entity, write.study_key, schema)
-        held = current.columns(held_columns)
+        # nothing read: the row count is all the plan needs (no column is read)
+        held = current.columns(held_columns if incoming.num_rows else [])
         plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by)
         stats: dict[str, Any] = {
             "mode": INCREMENTAL, "reason": f"read {incoming.num_rows} rows with {mark} >= "
@@ -426,6 +434,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
             )
         slices = [self.read_slice(entity, study) for study in context.asset_partition_keys]
         return slices[0] if len(slices) == 1 else slices
+
+    def incremental_start(self, entity: str, study: str, lag_s: float) -> datetime | None:
+        """Where an incremental read of the live slice would start (None: no watermark yet)."""
+        target = study_dir(self.root_path(), entity, study)
+        manifest = SliceManifest.read(target) if target.is_dir() else None
+        return read_start(manifest.watermark if manifest else None, lag_s)
 
     def read_slice(self, entity: str, study: str) -> LakeSlice:
         """The live slice of `entity` for `study` (a swap a dead writer left half done is
