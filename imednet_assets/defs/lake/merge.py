@@ -5,6 +5,8 @@ it is (hard-linked into the staged slice, same bytes), and the caller swaps the 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from imednet_assets.defs.lake.files import FileRoller, link_files
 from imednet_assets.defs.lake.slice import encode
 
 DELETED_COLUMN = "deleted"
+REWRITE_THREADS = min(4, os.cpu_count() or 1)
+"""Folders rewritten at once (each holds one folder's rows in memory)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,11 @@ def plan_merge(
 ) -> MergePlan:
     """Compare incoming rows with the slice's `held` key columns (key, watermark and, when the
     entity has them, `deleted` and `split_by`). Rows held with the same key and watermark are
-    dropped: the inclusive read overlaps the previous one on purpose."""
+    dropped: the inclusive read overlaps the previous one on purpose. With nothing incoming,
+    `held` may be the slice's row count alone (a table without columns)."""
+    if not incoming.num_rows:
+        return MergePlan(changed=incoming, inserted=0, updated=0, deleted=0,
+                         held_rows=held.num_rows, affected=set())
     incoming = latest_per_key(incoming, key, watermark)
     at = pc.index_in(incoming.column(key), value_set=held.column(key))
     held_mark = pc.take(held.column(watermark), at)
@@ -111,10 +119,16 @@ class SliceMerger:
             if name not in targets:
                 link_files(folder, self.staged / name)
         column = changed.column(self.split_by)
-        for name, value in targets.items():
+
+        def rewrite(name: str) -> None:
+            value = targets[name]
             mask = pc.is_null(column) if value is None else pc.equal(column, value)
             rows = changed.filter(pc.fill_null(mask, False))
             self._rewrite(folders.get(name), self.staged / name, rows, write_empty=False)
+
+        # folders are independent and Arrow's reads, sorts and writes release the GIL
+        with ThreadPoolExecutor(max_workers=REWRITE_THREADS) as pool:
+            list(pool.map(rewrite, sorted(targets)))
 
     def _append(self, rows: pa.Table) -> None:
         """Keep every file, add the new rows as the next part file."""
