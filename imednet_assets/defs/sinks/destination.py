@@ -127,6 +127,12 @@ class DestinationIOManager(dg.ConfigurableIOManager):
         """Bring the study's slice to the lake's state; raise `DestinationError` on failure."""
         raise NotImplementedError
 
+    @contextmanager
+    def step_session(self) -> Iterator[None]:
+        """Held open around all the writes of a step (a destination that opens a file or a
+        connection per write can share one); by default nothing."""
+        yield
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """One study's write, or {study: write} for a run over several studies (a single-run
         backfill), written study by study."""

@@ -62,7 +62,7 @@ def sink_multi_asset(
         specs=specs,
         # the lake slices are deps, read by the step itself: only those the selected assets need
         # (the UI may materialize one asset), and no input-loading events per slice
-        required_resource_keys={LAKE_IO_MANAGER_KEY},
+        required_resource_keys={LAKE_IO_MANAGER_KEY, io_manager_key},
         can_subset=True,
         # a backfill of many studies is one run (one start-up, one step per destination); each
         # IO manager writes the studies one after the other
@@ -81,12 +81,14 @@ def sink_multi_asset(
                       for study in studies}
         except FileNotFoundError as err:
             raise dg.Failure(description=f"{destination}: {err}") from None
-        for part in chosen:
-            key = dg.AssetKey([destination, part.name])
-            writes = {study: part.plan(study, **{param: slices[entity, study]
-                                                 for param, entity in part.ins.items()})
-                      for study in studies}
-            value = writes[studies[0]] if len(studies) == 1 else writes
-            yield dg.Output(value, output_name=key.to_python_identifier())
+        # the outputs are written while this generator waits at its yield: inside the session
+        with getattr(context.resources, io_manager_key).step_session():
+            for part in chosen:
+                key = dg.AssetKey([destination, part.name])
+                writes = {study: part.plan(study, **{param: slices[entity, study]
+                                                     for param, entity in part.ins.items()})
+                          for study in studies}
+                value = writes[studies[0]] if len(studies) == 1 else writes
+                yield dg.Output(value, output_name=key.to_python_identifier())
 
     return _write

@@ -3,13 +3,14 @@
 Why not dagster-duckdb's IO manager: it inserts by column position, deletes outside a transaction
 and keeps the file lock after a failed write. Here: `BEGIN; (create/add/widen columns);
 DELETE slice; INSERT ... BY NAME SELECT ...; COMMIT`, ROLLBACK on any error, and the connection
-is closed in `finally` (`DuckDBResource.get_connection` only closes it on success).
+is closed in `finally` (`DuckDBResource.get_connection` only closes it on success). A step's
+outputs share one connection (`step_session`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.changes import APPLY, SKIP, ChangePlan, plan_changes
@@ -73,6 +75,8 @@ class WriteOutcome:
     plan: ChangePlan
     removed: int = 0
     added: int = 0
+    columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """(name, type) of each written table's columns afterwards."""
 
 
 class DuckDBSinkError(DestinationError):
@@ -83,39 +87,50 @@ def _before_insert(conn: duckdb.DuckDBPyConnection, table: str) -> None:
     """Seam between DELETE and INSERT (tests inject a failure here); does nothing."""
 
 
-def table_columns(
-    conn: duckdb.DuckDBPyConnection, table: str
-) -> dict[str, tuple[str, str, str | None]]:
-    """lower(name) -> (name, type, comment) of a table; empty when the table does not exist."""
+Catalog = dict[str, dict[str, tuple[str, str, str | None]]]
+"""lower(table) -> lower(column) -> (name, type, comment)."""
+
+
+def catalog(conn: duckdb.DuckDBPyConnection) -> Catalog:
+    """Every table's columns in one query: `duckdb_columns()` scans the whole catalog whatever
+    the filter, so asking once per write costs less than asking per table."""
     rows = conn.execute(
-        "SELECT column_name, data_type, comment FROM duckdb_columns() "
-        "WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
-        [sql.SCHEMA, table],
+        "SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE schema_name = ? ORDER BY table_name, column_index",
+        [sql.SCHEMA],
     ).fetchall()
-    return {name.lower(): (name, ctype, comment) for name, ctype, comment in rows}
+    tables: Catalog = {}
+    for table, name, ctype, comment in rows:
+        tables.setdefault(table.lower(), {})[name.lower()] = (name, ctype, comment)
+    return tables
 
 
-def sync_schema(conn: duckdb.DuckDBPyConnection, table: str, wanted: list[tuple[str, str]]) -> None:
-    """Create the table, add new columns, widen clashing types to VARCHAR. Never drops anything."""
+def sync_schema(conn: duckdb.DuckDBPyConnection, table: str, wanted: list[tuple[str, str]],
+                existing: Mapping[str, tuple[str, str, str | None]]) -> bool:
+    """Create the table, add new columns, widen clashing types to VARCHAR. Never drops anything.
+    `existing` is the table's columns (empty: no table yet); returns whether anything changed."""
     # A column that is NULL in every row of the source has DuckDB type "NULL": store it as text.
     wanted = [(name, "VARCHAR" if ctype == '"NULL"' else ctype) for name, ctype in wanted]
-    existing = table_columns(conn, table)
     if not existing:
         conn.execute(sql.create_table_sql(table, wanted))
-        return
+        return True
     restores: list[tuple[str, str]] = []
+    altered = False
     for name, ctype in wanted:
         have = existing.get(name.lower())
         if have is None:
             conn.execute(sql.add_column_sql(table, name, ctype))
+            altered = True
         elif have[1] not in (ctype, "VARCHAR"):
             # Same column, different types in different studies: text holds both losslessly.
             conn.execute(sql.widen_column_sql(table, have[0]))
+            altered = True
             marker = sql.raw_comment(have[0])
             raws = [col for col, _, comment in existing.values() if comment == marker]
             restores += [(have[0], raw) for raw in raws[:1]]
     for column, raw_column in restores:
         conn.execute(sql.restore_raw_sql(table, column, raw_column))
+    return altered
 
 
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
@@ -137,6 +152,12 @@ def _sync_state(conn: duckdb.DuckDBPyConnection, write: StudyWrite) -> dict[str,
     return dict(rows.fetchall())
 
 
+def _columns_of(tables: Catalog, names: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """(name, type) of each table's columns, for the asset page's column schema."""
+    return {t: [(name, ctype) for name, ctype, _ in tables.get(t.lower(), {}).values()]
+            for t in names}
+
+
 def write_study(
     conn: duckdb.DuckDBPyConnection, write: StudyWrite, database: str
 ) -> WriteOutcome:
@@ -150,21 +171,30 @@ def write_study(
         plan = plan_changes(write.slices, _sync_state(conn, write),
                             write.keyed[0] if write.keyed else None)
         if plan.action == SKIP:
+            tables = catalog(conn)
             counts = {load.table: conn.execute(sql.count_slice_sql(load.table),
                                                [write.study_key]).fetchone()[0]
-                      for load in write.loads if table_columns(conn, load.table)}
-            return WriteOutcome(counts, plan)
+                      for load in write.loads if load.table.lower() in tables}
+            return WriteOutcome(counts, plan, columns=_columns_of(tables, list(counts)))
         key = write.keyed[1] if write.keyed and plan.action == APPLY else None
         if key is not None:
             conn.register(sql.CHANGED_KEYS, pa.table({"key": sorted(plan.keys)}))
         conn.execute("BEGIN TRANSACTION")
         try:
+            tables = catalog(conn)
+            altered = False
             for load in write.loads:
                 table = load.table
+                existing = tables.get(table.lower(), {})
                 wanted = conn.execute(sql.describe_sql(load.build_select({}))).fetchall()
-                sync_schema(conn, table, [(row[0], row[1]) for row in wanted])
+                altered |= sync_schema(conn, table, [(row[0], row[1]) for row in wanted],
+                                       existing)
                 for column, comment in load.comments.items():
-                    conn.execute(sql.comment_column_sql(table, column, comment))
+                    if existing.get(column.lower(), (None, None, None))[2] != comment:
+                        conn.execute(sql.comment_column_sql(table, column, comment))
+                        altered = True
+            if altered:
+                tables = catalog(conn)
             removed = added = 0
             if write.stale_prefix is not None:
                 mine = {load.table.lower() for load in write.loads}
@@ -174,13 +204,13 @@ def write_study(
                         if key is None:
                             removed += _count(conn, sql.delete_slice_sql(other),
                                               [write.study_key])
-                        elif key in table_columns(conn, other):
+                        elif key in tables.get(other.lower(), {}):
                             removed += _count(conn, sql.delete_keys_sql(other, key),
                                               [write.study_key])
             counts: dict[str, int] = {}
             for load in write.loads:
                 table = load.table
-                types = {k: v[1] for k, v in table_columns(conn, table).items()}
+                types = {k: v[1] for k, v in tables.get(table.lower(), {}).items()}
                 select = load.build_select(types)
                 if key is None:
                     removed += _count(conn, sql.delete_slice_sql(table), [write.study_key])
@@ -199,7 +229,7 @@ def write_study(
                              [write.asset_name, write.study_key, entity, token])
             table = "(commit)"
             conn.execute("COMMIT")
-            return WriteOutcome(counts, plan, removed, added)
+            return WriteOutcome(counts, plan, removed, added, _columns_of(tables, list(counts)))
         except BaseException:
             _rollback(conn)
             raise
@@ -238,22 +268,48 @@ class DuckDBSinkIOManager(DestinationIOManager):
     write_type: ClassVar[type] = StudyWrite
 
     duckdb: DuckDBResource
+    _session: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
-    def write_output(self, context: dg.OutputContext, obj: StudyWrite) -> WriteReport:
-        study = obj.study_key
+    @contextlib.contextmanager
+    def step_session(self) -> Iterator[None]:
+        """One connection for every output of the step: opening the file and checkpointing it
+        on close cost more than a small incremental write."""
+        with self._connect() as conn:
+            self._session = conn
+            try:
+                yield
+            finally:
+                self._session = None
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The step's connection, else a new one, closed even when the write failed."""
+        if self._session is not None:
+            try:
+                yield self._session
+            except BaseException:
+                # a failed write fails the step: release the file now, not whenever the step's
+                # generator (which holds the session) is collected
+                self._session.close()
+                self._session = None
+                raise
+            return
         if self.duckdb.database != ":memory:":
             # a fresh data dir: DuckDB creates the file but not its folder
             Path(self.duckdb.database).parent.mkdir(parents=True, exist_ok=True)
         with self.duckdb.get_connection() as conn:
             try:
-                outcome = write_study(conn, obj, self.duckdb.database)
-                counts = outcome.counts
-                biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
-                preview = markdown_preview(conn, biggest, study) if biggest else ""
-                columns = {t: [(name, ctype) for name, ctype, _ in table_columns(conn, t).values()]
-                           for t in counts}
+                yield conn
             finally:
                 conn.close()
+
+    def write_output(self, context: dg.OutputContext, obj: StudyWrite) -> WriteReport:
+        study = obj.study_key
+        with self._connect() as conn:
+            outcome = write_study(conn, obj, self.duckdb.database)
+            counts, columns = outcome.counts, outcome.columns
+            biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
+            preview = markdown_preview(conn, biggest, study) if biggest else ""
         extra: dict[str, Any] = {
             "duckdb_database": self.duckdb.database,
             "tables": dg.MetadataValue.json(sorted(counts)),
@@ -273,7 +329,7 @@ class DuckDBSinkIOManager(DestinationIOManager):
         """The study's rows of the asset's table (form_tables: a dict table name -> rows)."""
         study = context.partition_key
         name = _tables_of(context)
-        with self.duckdb.get_connection() as conn:
+        with self._connect() as conn:
             try:
                 if name == "form_tables":
                     names = [
@@ -292,5 +348,3 @@ class DuckDBSinkIOManager(DestinationIOManager):
                     description=f"DuckDB read of {name} for study {study} failed "
                     f"(database {self.duckdb.database}): {err}"
                 ) from None
-            finally:
-                conn.close()

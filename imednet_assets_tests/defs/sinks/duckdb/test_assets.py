@@ -264,3 +264,30 @@ def test_write_study_rolls_back_and_names_study_database_and_table(tmp_path) -> 
         conn.execute("ROLLBACK")
     finally:
         conn.close()
+
+
+def test_a_step_writes_every_table_over_one_connection(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening the file and checkpointing it on close cost more than a small write: the step's
+    outputs share one connection, and it is closed when the step ends (another process can
+    take the write lock at once)."""
+    import dagster_duckdb.resource
+
+    study_a(sink)
+    opened = []
+    connect = duckdb.connect
+
+    def counting(*args, **kwargs):
+        opened.append(kwargs.get("database"))
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(dagster_duckdb.resource.duckdb, "connect", counting)
+    result = sink.run("A")
+    writes = [e for e in result.all_events if e.is_step_materialization
+              and e.step_key == "duckdb_write"]
+    assert len(writes) == 11
+    assert opened == [sink.db]
+    script = ("import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+              "c.execute(\"DELETE FROM sites WHERE study_key = 'A'\"); c.close()")
+    subprocess.run([sys.executable, "-c", script, sink.db], check=True, timeout=60)
