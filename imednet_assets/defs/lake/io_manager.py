@@ -1,43 +1,50 @@
-"""Parquet lake IO manager: streams a `LakeWrite` into a staging folder, then swaps the study
-folder in by rename, so a reader sees the old slice or the new one, never a mix."""
+"""Parquet lake IO manager: streams a `LakeWrite` into a staging folder, then makes it the live
+slice in one step, so a reader sees the old slice or the new one, never a mix: a rename on a
+local disk (`local.py`), a manifest replacement on object storage (`object_slices.py`)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import filecmp
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from imednet_assets.defs.lake.files import FileRoller, fsync
+from imednet_assets.defs.lake.files import FileRoller
+from imednet_assets.defs.lake.local import LocalSlices
 from imednet_assets.defs.lake.manifest import FULL, INCREMENTAL, SliceManifest
 from imednet_assets.defs.lake.merge import DELETED_COLUMN, SliceMerger, plan_merge
+from imednet_assets.defs.lake.object_slices import ObjectStoreSlices
+from imednet_assets.defs.lake.object_store import ObjectStore
 from imednet_assets.defs.lake.slice import (
-    LOCK_DIR,
     NULL_PARTITION,
-    STAGING_DIR,
     STUDY_COLUMN,
-    TRASH_DIR,
     LakeSlice,
     LakeWrite,
     encode,
-    entity_dir,
     lake_schema,
-    study_dir,
-    study_folder_name,
 )
-from imednet_assets.settings import lake_root
+from imednet_assets.settings import (
+    AWS_ACCESS_KEY_ID_ENV,
+    AWS_REGION_ENV,
+    AWS_SECRET_ACCESS_KEY_ENV,
+    DEFAULT_LAKE_GRACE_S,
+    LAKE_URL_ENV,
+    S3_ENDPOINT_URL_ENV,
+    is_object_store_url,
+    lake_cache_root,
+    lake_grace_s,
+    lake_root,
+)
+
+SECRET_FIELDS = ("aws_secret_access_key",)
 
 WATERMARK_FORMAT = "%Y-%m-%d %H:%M:%S"
 PREVIEW_ROWS = 5
@@ -45,6 +52,7 @@ PROGRESS_S = 2.0
 """A read that lasts longer logs its rows so far this often."""
 PREVIEW_COLUMNS = 8
 PREVIEW_CELL_CHARS = 40
+SECRET_FIELDS = ("aws_secret_access_key",)
 
 
 class LakeWriteError(RuntimeError):
@@ -62,17 +70,6 @@ def read_start(watermark: str | None, lag_s: float) -> datetime | None:
     if watermark is None:
         return None
     return datetime.strptime(watermark, WATERMARK_FORMAT) - timedelta(seconds=lag_s)
-
-
-def _same_parquet(staged: Path, target: Path) -> bool:
-    """True when `staged` holds exactly the Parquet files of `target`, byte for byte."""
-    if not target.is_dir():
-        return False
-    mine = sorted(p.relative_to(staged) for p in staged.rglob("*.parquet"))
-    theirs = sorted(p.relative_to(target) for p in target.rglob("*.parquet"))
-    return mine == theirs and all(
-        filecmp.cmp(staged / rel, target / rel, shallow=False) for rel in mine
-    )
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -120,75 +117,106 @@ def _preview(rows: list[dict[str, Any]], schema: pa.Schema) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _study_lock(root: Path, entity: str, study_key: str, role: str = "swap") -> Iterator[None]:
-    """Serialise one study folder's swaps and recovery (`swap`), or its writers (`writer`),
-    across processes. The OS drops the lock when its process dies, so a killed writer never
-    blocks the next one."""
-    locks = entity_dir(root, entity) / LOCK_DIR
-    locks.mkdir(parents=True, exist_ok=True)
-    suffix = "" if role == "swap" else f".{role}"
-    with open(locks / f"{study_folder_name(study_key)}{suffix}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+class SliceWriter(Protocol):
+    """One writer's hold on one slice, whichever storage it is on."""
 
+    staged: Path
+    """Where the new slice is staged (same layout as a slice)."""
 
-def _trash_entries(root: Path, entity: str, study_key: str) -> list[Path]:
-    trash = entity_dir(root, entity) / TRASH_DIR
-    prefix = study_folder_name(study_key) + "."
-    if not trash.is_dir():
-        return []
-    return [p for p in trash.iterdir() if p.name.startswith(prefix)]
+    def manifest(self) -> SliceManifest | None: ...
 
+    def live(self) -> Path | None:
+        """A local folder holding the live slice's files; None when it was never written."""
 
-def recover(root: Path, entity: str, study_key: str) -> None:
-    """Finish a swap a crash interrupted: no study folder but an old one in the trash -> put it
-    back; a study folder and leftover trash -> the swap had finished, drop the trash."""
-    target = study_dir(root, entity, study_key)
-    leftovers = _trash_entries(root, entity, study_key)
-    if not target.exists() and leftovers:
-        newest = max(leftovers, key=lambda p: p.stat().st_mtime_ns)
-        os.rename(newest, target)
-        leftovers.remove(newest)
-    for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True)
+    def holds(self, staged: Path) -> bool:
+        """True when `staged` holds exactly the live slice's Parquet bytes."""
 
+    def commit(self, manifest: SliceManifest) -> None:
+        """The staged slice, with `manifest`, becomes the live slice in one step."""
 
-def _swap(root: Path, entity: str, study_key: str, staged: Path) -> None:
-    """old -> trash, staged -> place, remove trash; the two renames are the only visible steps."""
-    target = study_dir(root, entity, study_key)
-    trash = entity_dir(root, entity) / TRASH_DIR / f"{target.name}.{uuid.uuid4().hex}"
-    with _study_lock(root, entity, study_key):
-        recover(root, entity, study_key)
-        if target.exists():
-            trash.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(target, trash)
-        os.rename(staged, target)
-        fsync(target.parent)
-        shutil.rmtree(trash, ignore_errors=True)
+    def file_count(self) -> int: ...
+
+    def version(self) -> str | None: ...
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
-    """Hive-partitioned Parquet lake: `<root>/<entity>/study_key=<S>/[form_key=<F>/]part-*.parquet`.
+    """Hive-partitioned Parquet lake: `<root>/<entity>/study_key=<S>/[form_key=<F>/]part-*.parquet`
+    on a local disk, or the same layout in versions under `s3://bucket/prefix` (see
+    `object_slices.py`).
 
     Outputs are `LakeWrite`s (or a mapping study -> `LakeWrite` for a run over several study
-    partitions); inputs are `LakeSlice`s (a list of them for several partitions).
+    partitions); inputs are `LakeSlice`s (a list of them for several partitions) whose files
+    are local either way. Set the AWS keys with `dg.EnvVar` so they never enter run config,
+    metadata or logs (`configured_lake_io_manager` does).
     """
 
     root: str | None = Field(
-        default=None, description="Lake root folder; defaults to <IMEDNET_ASSETS_DATA_DIR>/lake."
+        default=None,
+        description="Lake root: a folder, or s3://bucket/prefix on S3-compatible object storage; "
+        "defaults to <IMEDNET_ASSETS_DATA_DIR>/lake.",
     )
     rows_per_file: int = Field(default=1_000_000, description="Roll to a new file after this.")
     row_group_rows: int = Field(
         default=8_192,
         description="Rows per Parquet row group (small enough to be encoded while pages arrive).",
     )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (http:// or https://); unset: AWS S3.",
+    )
+    aws_access_key_id: str | None = Field(
+        default=None, description="Object-store access key (EnvVar); unset: pyarrow's default "
+        "credential chain.",
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, description="Object-store secret key (secret; use dg.EnvVar).",
+    )
+    aws_region: str | None = Field(default=None, description="Object-store region.")
+    version_grace_s: float = Field(
+        default=DEFAULT_LAKE_GRACE_S, ge=0,
+        description="Object storage: a slice version no manifest names is deleted after this "
+        "long (a reader still on it keeps working meanwhile).",
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="Object storage: local staging and copies of the versions read; defaults to "
+        "<IMEDNET_ASSETS_DATA_DIR>/lake-cache.",
+    )
+    _slices: LocalSlices | ObjectStoreSlices | None = PrivateAttr(default=None)
+
+    def __repr_args__(self) -> Any:
+        # pydantic's repr would show the resolved secret key
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name in SECRET_FIELDS and value else value)
+
+    def is_object_store(self) -> bool:
+        return bool(self.root) and is_object_store_url(_resolved(self.root))
 
     def root_path(self) -> Path:
+        """The local lake folder (a lake on object storage has none)."""
+        if self.is_object_store():
+            raise ValueError(f"the lake at {self.slices().store.url} is on object storage, not "
+                             "in a local folder: read it through read_slice")
         return Path(self.root) if self.root else lake_root()
+
+    def slices(self) -> LocalSlices | ObjectStoreSlices:
+        """Where the slices are kept, as configured."""
+        if self._slices is None:
+            if self.is_object_store():
+                store = ObjectStore(
+                    _resolved(self.root), endpoint_url=_resolved(self.s3_endpoint_url),
+                    access_key_id=_resolved(self.aws_access_key_id),
+                    secret_access_key=_resolved(self.aws_secret_access_key),
+                    region=_resolved(self.aws_region),
+                )
+                cache = Path(self.cache_dir) if self.cache_dir else lake_cache_root()
+                self._slices = ObjectStoreSlices(store, cache, self.version_grace_s)
+            else:
+                self._slices = LocalSlices(self.root_path())
+        return self._slices
+
+    def _redact(self, text: str) -> str:
+        slices = self.slices()
+        return slices.store.redact(text) if isinstance(slices, ObjectStoreSlices) else text
 
     # -- output ---------------------------------------------------------------------------
 
@@ -215,68 +243,56 @@ class LakeIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(self._metadata(results))
 
     def _write(self, context: dg.OutputContext, asset: str, write: LakeWrite) -> dict[str, Any]:
-        root = self.root_path()
-        target = study_dir(root, write.entity, write.study_key)
-        # one writer per study slice at a time; whatever staging of this study exists when the
-        # writer lock is ours was left by a writer that died (a killed process), so it goes
-        study_staging = entity_dir(root, write.entity) / STAGING_DIR / target.name
-        staging = study_staging / f"{context.run_id}-{uuid.uuid4().hex}"
-        staged = staging / target.name
+        slices = self.slices()
+        location = slices.location(write.entity, write.study_key)
         try:
-            with _study_lock(root, write.entity, write.study_key, role="writer"):
-                shutil.rmtree(study_staging, ignore_errors=True)
-                try:
-                    with _study_lock(root, write.entity, write.study_key):
-                        recover(root, write.entity, write.study_key)
-                    before = SliceManifest.read(target) if target.is_dir() else None
-                    stats = self._refresh(write, target, staged, before, context.log)
-                    stats["watermark_before"] = before.watermark if before else None
-                finally:
-                    shutil.rmtree(study_staging, ignore_errors=True)
+            with slices.writer(write.entity, write.study_key, context.run_id,
+                               context.log) as slot:
+                before = slot.manifest()
+                stats = self._refresh(write, slot, before, context.log)
+                stats["watermark_before"] = before.watermark if before else None
+                stats.update(files=slot.file_count(), version=slot.version())
         except Exception as exc:
-            raise LakeWriteError(
+            raise LakeWriteError(self._redact(
                 f"{asset}: writing the lake slice for study {write.study_key!r} "
-                f"(partition {write.study_key!r}) to {target} failed, the previous slice is kept: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+                f"(partition {write.study_key!r}) to {location} failed, the previous slice is "
+                f"kept: {type(exc).__name__}: {exc}"
+            )) from exc
         finally:
             close = getattr(write.batches, "close", None)
             if close is not None:
                 close()
-        files = sorted(target.rglob("*.parquet"))
-        return {**stats, "path": target, "files": len(files)}
+        return {**stats, "path": location}
 
     def _refresh(
-        self, write: LakeWrite, target: Path, staged: Path, before: SliceManifest | None, log: Any
+        self, write: LakeWrite, slot: SliceWriter, before: SliceManifest | None, log: Any
     ) -> dict[str, Any]:
         """Incremental when asked and the slice has a watermark, else (or when the counts then
         disagree with the API) a full write."""
         inc = write.incremental
         if inc is None:
-            return self._full(write, target, staged, before, log, reason="full refresh requested")
+            return self._full(write, slot, before, log, reason="full refresh requested")
         if before is None or before.watermark is None or write.watermark_by is None:
-            return self._full(write, target, staged, before, log,
-                              reason="the slice has no watermark yet")
-        stats = self._merge(write, target, staged, before)
+            return self._full(write, slot, before, log, reason="the slice has no watermark yet")
+        stats = self._merge(write, slot, before)
         api_rows = inc.api_count()
         if api_rows == stats["rows"]:
             return stats
         reason = (f"after the incremental merge the lake holds {stats['rows']} {write.entity} "
                   f"rows, the API lists {api_rows} (purged upstream): full refresh")
         log.info(f"study {write.study_key}: {reason}")
-        shutil.rmtree(staged, ignore_errors=True)
-        after_merge = SliceManifest.read(target)
-        return self._full(write, target, staged, after_merge, log, reason=reason)
+        shutil.rmtree(slot.staged, ignore_errors=True)
+        return self._full(write, slot, slot.manifest(), log, reason=reason)
 
     def _full(
-        self, write: LakeWrite, target: Path, staged: Path, before: SliceManifest | None,
-        log: Any, reason: str,
+        self, write: LakeWrite, slot: SliceWriter, before: SliceManifest | None, log: Any,
+        reason: str,
     ) -> dict[str, Any]:
         """Stream every row into `staged` and swap it in, unless it holds exactly the bytes of
         the live slice (a replay of unchanged data): then the live slice and its manifest stay."""
-        stats = self._stream(write, staged, log)
+        stats = self._stream(write, slot.staged, log)
         stats.update(mode=FULL, reason=reason)
-        if before is not None and _same_parquet(staged, target):
+        if before is not None and slot.holds(slot.staged):
             return {**stats, "changed": False, "sequence": before.sequence,
                     "watermark": before.watermark, "inserted": 0, "updated": 0, "deleted": 0}
         manifest = (
@@ -284,14 +300,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
             else SliceManifest.first(write.entity, write.study_key, write.sort_by, stats["rows"],
                                      stats["watermark"])
         )
-        manifest.write(staged)
-        _swap(self.root_path(), write.entity, write.study_key, staged)
+        slot.commit(manifest)
         return {**stats, "changed": True, "sequence": manifest.sequence,
                 "inserted": None, "updated": None, "deleted": None}
 
-    def _merge(
-        self, write: LakeWrite, target: Path, staged: Path, before: SliceManifest
-    ) -> dict[str, Any]:
+    def _merge(self, write: LakeWrite, slot: SliceWriter, before: SliceManifest) -> dict[str, Any]:
         """Read the rows changed since the watermark (minus the lag) and merge them by key."""
         assert write.incremental is not None and write.watermark_by is not None
         schema = lake_schema(write.schema)
@@ -306,7 +319,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
         incoming = pa.Table.from_batches(parts, schema=schema)
         held_columns = [c for c in (key, mark, DELETED_COLUMN, write.split_by)
                         if c is not None and c in schema.names]
-        current = LakeSlice.read(self.root_path(), write.entity, write.study_key, schema)
+        live = slot.live()
+        assert live is not None  # the slice has a manifest, so it exists
+        current = LakeSlice.at(live, write.entity, write.study_key, schema)
         # nothing read: the row count is all the plan needs (no column is read)
         held = current.columns(held_columns if incoming.num_rows else [])
         plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by)
@@ -322,13 +337,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if not plan.changed.num_rows:
             return {**stats, "changed": False, "sequence": before.sequence,
                     "watermark": before.watermark}
-        SliceMerger(target, staged, schema, key, write.split_by, self.rows_per_file,
+        SliceMerger(live, slot.staged, schema, key, write.split_by, self.rows_per_file,
                     self.row_group_rows).write(plan, append_only=write.incremental.append_only)
         newest = _mark_text(pc.max(plan.changed.column(mark)).as_py())
         watermark = max(w for w in (before.watermark, newest) if w is not None)
         manifest = before.after_merge(stats["rows"], watermark, plan.keys)
-        manifest.write(staged)
-        _swap(self.root_path(), write.entity, write.study_key, staged)
+        slot.commit(manifest)
         return {**stats, "changed": True, "sequence": manifest.sequence, "watermark": watermark}
 
     def _stream(self, write: LakeWrite, staged: Path, log: Any) -> dict[str, Any]:
@@ -396,8 +410,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
             ),
         }
         if len(results) == 1:
-            meta["path"] = dg.MetadataValue.path(str(first["path"]))
+            meta["path"] = dg.MetadataValue.path(first["path"])
             meta["files"] = dg.MetadataValue.int(first["files"])
+            if first["version"] is not None:
+                meta["lake_version"] = dg.MetadataValue.text(first["version"])
             meta["preview"] = dg.MetadataValue.md(first["preview"])
             if first["by_split"] is not None:
                 counts = {
@@ -437,17 +453,42 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def incremental_start(self, entity: str, study: str, lag_s: float) -> datetime | None:
         """Where an incremental read of the live slice would start (None: no watermark yet)."""
-        target = study_dir(self.root_path(), entity, study)
-        manifest = SliceManifest.read(target) if target.is_dir() else None
+        manifest = self.slices().manifest(entity, study)
         return read_start(manifest.watermark if manifest else None, lag_s)
 
     def read_slice(self, entity: str, study: str) -> LakeSlice:
-        """The live slice of `entity` for `study` (a swap a dead writer left half done is
-        finished first); FileNotFoundError when it was never materialized."""
-        root = self.root_path()
-        with _study_lock(root, entity, study):
-            recover(root, entity, study)
-        return LakeSlice.read(root, entity, study, _known_schema(entity))
+        """The live slice of `entity` for `study`, as local files (on object storage: a local
+        copy of the version its manifest names); FileNotFoundError when it was never
+        materialized."""
+        return self.slices().read(entity, study, _known_schema(entity))
+
+
+def configured_lake_io_manager(environ: Mapping[str, str] | None = None) -> LakeIOManager:
+    """The lake the environment names: `IMEDNET_ASSETS_LAKE_URL` (s3://bucket/prefix on
+    `IMEDNET_ASSETS_S3_ENDPOINT_URL`, keys from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` as
+    `dg.EnvVar`s, optional `AWS_REGION`), a plain path, or unset: `<data dir>/lake`."""
+    env = os.environ if environ is None else environ
+    url = (env.get(LAKE_URL_ENV) or "").strip()
+    if not is_object_store_url(url):
+        return LakeIOManager(root=str(lake_root()) if url else None)
+
+    def secret(name: str) -> dg.EnvVar | None:
+        # unset: pyarrow's default chain (a profile, an instance or pod role) finds the keys
+        return dg.EnvVar(name) if env.get(name) else None
+
+    return LakeIOManager(
+        root=url,
+        s3_endpoint_url=env.get(S3_ENDPOINT_URL_ENV) or None,
+        aws_access_key_id=secret(AWS_ACCESS_KEY_ID_ENV),
+        aws_secret_access_key=secret(AWS_SECRET_ACCESS_KEY_ENV),
+        aws_region=env.get(AWS_REGION_ENV) or None,
+        version_grace_s=lake_grace_s(),
+    )
+
+
+def _resolved(value: str | None) -> str | None:
+    # inside a run Dagster has already replaced EnvVars by their values; outside one it has not
+    return (value.get_value() or None) if isinstance(value, dg.EnvVar) else value
 
 
 def _key(item: tuple[str | None, int]) -> str:

@@ -97,8 +97,9 @@ class SliceManifest:
 
     # -- file ------------------------------------------------------------------------------
 
-    def write(self, folder: Path) -> None:
-        body = {
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON-ready values (the file's body; an object-store lake embeds it)."""
+        return {
             "entity": self.entity,
             "study_key": self.study_key,
             "key_column": self.key_column,
@@ -109,7 +110,15 @@ class SliceManifest:
             "log": [{"sequence": c.sequence, "kind": c.kind, "keys": list(c.keys)}
                     for c in self.log],
         }
-        (folder / MANIFEST_FILE).write_text(json.dumps(body, separators=(",", ":")))
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> SliceManifest:
+        log = tuple(Change(c["sequence"], c["kind"], tuple(c["keys"])) for c in body["log"])
+        return cls(body["entity"], body["study_key"], body["key_column"], body["lake_id"],
+                   body["sequence"], body["rows"], body["watermark"], log)
+
+    def write(self, folder: Path) -> None:
+        (folder / MANIFEST_FILE).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
 
     @classmethod
     def read(cls, folder: Path) -> SliceManifest | None:
@@ -117,7 +126,4 @@ class SliceManifest:
         path = folder / MANIFEST_FILE
         if not path.is_file():
             return None
-        body = json.loads(path.read_text())
-        log = tuple(Change(c["sequence"], c["kind"], tuple(c["keys"])) for c in body["log"])
-        return cls(body["entity"], body["study_key"], body["key_column"], body["lake_id"],
-                   body["sequence"], body["rows"], body["watermark"], log)
+        return cls.from_dict(json.loads(path.read_text()))

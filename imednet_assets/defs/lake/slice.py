@@ -126,6 +126,12 @@ class LakeSlice:
                 f"no lake slice of {entity} for study {study_key!r} at {path}: "
                 f"materialize imednet/{entity} for partition {study_key!r} first"
             )
+        return cls.at(path, entity, study_key, schema)
+
+    @classmethod
+    def at(cls, path: Path, entity: str, study_key: str, schema: pa.Schema | None) -> LakeSlice:
+        """The slice whose files are under the folder `path` (the lake's own folder, or a local
+        copy of an object-store version)."""
         files = sorted(path.rglob("*.parquet"))
         if files:
             schema = pq.read_schema(files[0])
