@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import random
 import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
-import pyarrow.dataset as pads
 import snowflake.connector
 import sqlalchemy as sa
 
-from imednet_assets.defs.ingest.assets import ENTITIES, ingest_assets
+from imednet_assets.compare import (
+    bundles_dump,
+    duckdb_dump,
+    lake_dump,
+    sorted_rows,
+    sql_dump,
+    without_other_columns,
+)
+from imednet_assets.defs.ingest.assets import ingest_assets
 from imednet_assets.defs.lake.io_manager import LakeIOManager
-from imednet_assets.defs.lake.slice import study_dir
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
 from imednet_assets.defs.sinks.bundles.assets import bundle_assets
 from imednet_assets.defs.sinks.bundles.definitions import bundle_resources
@@ -43,7 +47,6 @@ from imednet_assets.defs.sinks.snowflake.resources import (
     SnowflakeLoadSettings,
 )
 from imednet_assets.defs.sinks.sql.assets import sql_assets
-from imednet_assets.defs.sinks.sql.ddl import SYNC_STATE_TABLE
 from imednet_assets.defs.sinks.sql.definitions import sql_resources
 from imednet_assets.demo import QUIET_CONSOLE
 from imednet_assets.local_servers.falkordb import FalkorServer
@@ -55,11 +58,6 @@ from imednet_assets_tests.defs.sinks.graph.conftest import snapshot as graph_sna
 
 STEPS = 30
 SEED = 20261203
-
-
-def sorted_rows(rows: list[dict[str, Any]]) -> list[str]:
-    """Rows as sorted text: a whole-table comparison that ignores row and column order."""
-    return sorted(repr(sorted(r.items())) for r in rows)
 
 
 @dataclass
@@ -74,43 +72,17 @@ class Target:
 
 
 def _lake_dump(ns: Path, study: str) -> dict[str, list[str]]:
-    out = {}
-    for entity in ENTITIES:
-        folder = study_dir(ns / "lake", entity, study)
-        files = [str(p) for p in sorted(folder.rglob("*.parquet"))]
-        out[entity] = sorted_rows(pads.dataset(files, format="parquet").to_table().to_pylist())
-    return out
-
-
-def _duckdb_dump(ns: Path, study: str) -> dict[str, list[str]]:
-    """Every data table's rows of the study; a column another study's variables added (all
-    NULL for this study) is left out, so the two stacks compare on what this study holds."""
-    with duckdb.connect(str(ns / "imednet.duckdb"), read_only=True) as con:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()]
-        out = {}
-        for table in tables:
-            rows = con.execute(f'SELECT * FROM "{table}" WHERE study_key = ?',
-                               [study]).to_arrow_table().to_pylist()
-            if rows:
-                out[table] = sorted_rows(_without_other_columns(rows))
-        return out
-
-
-def _bundles_dump(ns: Path, study: str) -> dict[str, bytes]:
-    """Every CSV of the study's bundle but `information.csv` (it states the extraction time)."""
-    with zipfile.ZipFile(ns / "bundles" / study / f"{study}.csv.zip") as zf:
-        return {n: zf.read(n) for n in zf.namelist() if n != "information.csv"}
+    return lake_dump(LakeIOManager(root=str(ns / "lake")), study)
 
 
 FILE_TARGETS = [
     Target("lake", ingest_assets, lambda ns: {"lake_io_manager": LakeIOManager(
         root=str(ns / "lake"))}, _lake_dump),
     Target("duckdb", duckdb_assets, lambda ns: duckdb_resources(str(ns / "imednet.duckdb")),
-           _duckdb_dump),
+           lambda ns, study: duckdb_dump(ns / "imednet.duckdb", study)),
     # the CSV bundle stands for the three (they are rebuilt from the same tables)
     Target("bundles", bundle_assets[:1], lambda ns: bundle_resources(str(ns / "bundles")),
-           _bundles_dump),
+           lambda ns, study: bundles_dump(ns / "bundles", study)),
 ]
 
 
@@ -144,22 +116,7 @@ def graph_target(server: FalkorServer) -> Target:
 def sql_target(url: sa.URL) -> Target:
     """PostgreSQL, a schema per stack."""
     def dump(ns: Path, study: str) -> dict[str, list[str]]:
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        try:
-            with engine.connect() as conn:
-                schema = namespace(ns)
-                tables = [t for t in sa.inspect(conn).get_table_names(schema=schema)
-                          if t != SYNC_STATE_TABLE]
-                out = {}
-                for table in tables:
-                    rows = conn.execute(sa.text(
-                        f'SELECT * FROM "{schema}"."{table}" WHERE study_key = :s'),
-                        {"s": study}).mappings().all()
-                    if rows:
-                        out[table] = sorted_rows(_without_other_columns([dict(r) for r in rows]))
-                return out
-        finally:
-            engine.dispose()
+        return sql_dump(url, namespace(ns), study)
 
     text = url.render_as_string(hide_password=False)
     return Target("sql", sql_assets, lambda ns: sql_resources(text, namespace(ns)), dump)
@@ -200,17 +157,10 @@ def snowflake_target(server: LocalSnowflake) -> Target:
                 rows = cur.execute(f'SELECT * FROM "{table}" WHERE "STUDY_KEY" = %s',
                                    (study,)).fetchall()
                 if rows:
-                    out[table] = sorted_rows(_without_other_columns(rows))
+                    out[table] = sorted_rows(without_other_columns(rows))
             return out
 
     return Target("snowflake", snowflake_assets, resources, dump)
-
-
-def _without_other_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows minus the columns that are NULL in every one of them: a shared table may have
-    columns another study's variables added."""
-    keep = {k for r in rows for k, v in r.items() if v is not None}
-    return [{k: v for k, v in r.items() if k in keep} for r in rows]
 
 
 @dataclass

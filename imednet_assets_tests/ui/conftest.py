@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,8 @@ import httpx
 import pytest
 
 from imednet_assets import settings
+from imednet_assets.local_servers import free_port
+from imednet_assets.processes import start_group, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
@@ -41,12 +41,6 @@ requires_chromium = pytest.mark.skipif(
     CHROMIUM is None,
     reason="Debian's Chromium is not on PATH (apt-get install -y chromium; .ci/run installs it)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -107,46 +101,6 @@ def _wait_until_loaded(server: DevServer) -> None:
                        f"(last: {last}):\n{server.log_tail()}")
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wait_gone(proc: subprocess.Popen[bytes], pgid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        # poll() reaps the group leader: a zombie would still count as a member of the group
-        if proc.poll() is not None and not _group_alive(pgid):
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def _default_sigint() -> None:
-    # a shell running the tests in the background ignores SIGINT, and its children inherit
-    # that: Ctrl+C must reach the server whatever started pytest
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
-    """Ctrl+C for the whole process group, as a terminal sends it to `make dev` (dagster dev, its
-    webserver, daemon, code servers and run workers, the simulator), then SIGKILL whatever is
-    left after `grace_s`. (SIGTERM is no better: after a run, the code servers ignore it.)"""
-    pgid = proc.pid  # start_new_session: the child leads its own group
-    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        if _wait_gone(proc, pgid, wait_s):
-            break
-
-
 @pytest.fixture
 def dagster_dev() -> Iterator[DevServer]:
     """`imednet-assets dev` (simulator with 3 studies registered as partitions, then `dagster
@@ -159,16 +113,13 @@ def dagster_dev() -> Iterator[DevServer]:
     env[settings.DATA_DIR_ENV] = str(data)
     cli = Path(sys.executable).with_name("imednet-assets")
     cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "imednet_assets.cli"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*cmd, "dev", "--port", str(port)], cwd=REPO, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_default_sigint)
+    proc = start_group([*cmd, "dev", "--port", str(port)], env=env, log=log_path, cwd=REPO)
     server = DevServer(proc, f"http://127.0.0.1:{port}", data, log_path)
     try:
         _wait_until_loaded(server)
         yield server
     finally:
-        _stop_group(proc)
+        stop_group(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
