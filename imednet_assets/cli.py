@@ -1,4 +1,4 @@
-"""`imednet-assets` command line: simulate, demo, refresh, bench, dev."""
+"""`imednet-assets` command line: simulate, demo, refresh, bench, dev, worker, scale-demo."""
 
 from __future__ import annotations
 
@@ -38,6 +38,19 @@ def _dev(args: argparse.Namespace) -> int:
     from imednet_assets.demo import run_dev
 
     return run_dev(port=args.port)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from imednet_assets.workers import run_worker
+
+    return run_worker(args.name, holds_local_files=not args.network_only,
+                      concurrency=args.concurrency)
+
+
+def _scale_demo(args: argparse.Namespace) -> int:
+    from imednet_assets.scale_demo import run_scale_demo
+
+    return run_scale_demo(studies=args.studies, subjects=args.subjects, workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="Dagster UI with the simulator running")
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     dev.set_defaults(func=_dev)
+
+    worker = sub.add_parser(
+        "worker", help="a Celery worker for runs on IMEDNET_ASSETS_EXECUTOR=celery")
+    worker.add_argument("--name", default="imednet", help="worker name (name@host)")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps at a time")
+    worker.add_argument(
+        "--network-only", action="store_true",
+        help="serve only the default queue: this machine does not hold the DuckDB file, the "
+        "bundles or a local lake")
+    worker.set_defaults(func=_worker)
+
+    scale = sub.add_parser(
+        "scale-demo",
+        help="on loopback: S3-compatible lake, PostgreSQL instance, webserver, daemon and Celery "
+        "workers; backfill simulated studies and compare with a single-machine demo")
+    scale.add_argument("--studies", type=int, default=6, help="simulated studies")
+    scale.add_argument("--subjects", type=int, default=6, help="simulated subjects per study")
+    scale.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    scale.set_defaults(func=_scale_demo)
     return parser
 
 

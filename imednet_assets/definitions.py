@@ -24,6 +24,7 @@ from imednet_assets.defs.checks.freshness import (
     lake_freshness_schedule,
     lake_is_fresh,
 )
+from imednet_assets.defs.execution import run_executor
 from imednet_assets.defs.ingest import definitions as ingest_definitions
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.lake.io_manager import LakeIOManager
@@ -68,10 +69,8 @@ imednet_all_job = dg.define_asset_job(
 def _top_level_defs() -> dg.Definitions:
     """Jobs, sensors and the resources shared by every part (secrets from the environment)."""
     return dg.Definitions(
-        # One process per run, not per step: a run launched from the UI, a sensor or a backfill
-        # then costs what `imednet-assets demo` costs, instead of a Python start-up (2-3 s) for
-        # each of its steps. Pools still hold one writer per destination across runs.
-        executor=dg.in_process_executor,
+        # in the run's process, or on Celery workers (`IMEDNET_ASSETS_EXECUTOR`)
+        executor=run_executor(),
         jobs=[imednet_all_job, lake_freshness_job],
         asset_checks=[lake_is_fresh],
         sensors=[study_discovery_sensor, study_change_sensor],

@@ -21,6 +21,7 @@ import duckdb
 import pyarrow.compute as pc
 from dagster_duckdb import DuckDBResource
 
+from imednet_assets.defs.execution import step_tags
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.duckdb import sql
@@ -42,6 +43,8 @@ def study_check(
     on purpose (once, where the decision is made) and the behaviour is pinned by the tests.
     """
 
+    # on Celery, a check runs where the files it reads are (`defs/execution.py`)
+    kwargs.setdefault("op_tags", step_tags(None if asset[0] == "imednet" else asset[0]))
     if asset[0] == "duckdb":
         # DuckDB lets one process hold the file: readers queue with the writers, or a check in
         # another process would wait on the lock (and give up after ~100 s) instead of checking

@@ -14,6 +14,7 @@ import time
 import dagster as dg
 
 from imednet_assets.defs.checks._support import WARN, result
+from imednet_assets.defs.execution import step_tags
 from imednet_assets.defs.partitions import STUDY_PARTITIONS_NAME
 
 MAX_AGE_ENV = "IMEDNET_ASSETS_MAX_LAKE_AGE_HOURS"
@@ -48,6 +49,7 @@ def lake_ages_hours(instance: dg.DagsterInstance, studies: list[str],
     asset=RECORDS,
     name=CHECK_NAME,
     blocking=False,
+    op_tags=step_tags(),
     description="WARN when a study's lake is older than the set age (run config "
     f"`max_age_hours`, else ${MAX_AGE_ENV}, else {DEFAULT_MAX_AGE_HOURS:g} h): no successful "
     "run has read its records from the API since. Evaluated hourly for every study.",

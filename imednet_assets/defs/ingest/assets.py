@@ -19,6 +19,7 @@ from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.client.filters import term
 from imednet_assets.client.settings import ClientSettings
 from imednet_assets.client.sync import count_sync, iter_batches_sync
+from imednet_assets.defs.execution import step_tags
 from imednet_assets.defs.ingest.read_ahead import ReadAhead
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.slice import FORM_COLUMN, STUDY_COLUMN, Incremental, LakeWrite
@@ -141,6 +142,7 @@ def _spec(entity: str) -> dg.AssetSpec:
     # a backfill of many studies is one run: the lake writes one slice per study
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="Every API entity of the study, streamed into its lake slice.",
+    op_tags=step_tags(),
 )
 def imednet_ingest(
     context: dg.AssetExecutionContext, imednet: ImednetResource,

@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from imednet_assets.defs.execution import step_tags
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.partitions import study_partitions
 
@@ -68,6 +69,7 @@ def sink_multi_asset(
         # IO manager writes the studies one after the other
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=pool,
+        op_tags=step_tags(destination),
         description=f"Every {destination} asset of the study, one writer at a time.",
     )
     def _write(context: dg.AssetExecutionContext) -> Any:
