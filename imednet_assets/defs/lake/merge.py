@@ -124,7 +124,9 @@ class SliceMerger:
             value = targets[name]
             mask = pc.is_null(column) if value is None else pc.equal(column, value)
             rows = changed.filter(pc.fill_null(mask, False))
-            self._rewrite(folders.get(name), self.staged / name, rows, write_empty=False)
+            # every changed key leaves the old folder, also one whose row moved to another form
+            self._rewrite(folders.get(name), self.staged / name, rows, write_empty=False,
+                          drop=changed.column(self.key))
 
         # folders are independent and Arrow's reads, sorts and writes release the GIL
         with ThreadPoolExecutor(max_workers=REWRITE_THREADS) as pool:
@@ -140,13 +142,15 @@ class SliceMerger:
         self._feed(roller, rows.sort_by(self.key), write_empty=False)
 
     def _rewrite(self, source: Path | None, target: Path, rows: pa.Table, *,
-                 write_empty: bool) -> None:
-        """`source`'s rows without the changed keys, plus `rows`, sorted by key, into `target`."""
+                 write_empty: bool, drop: pa.ChunkedArray | None = None) -> None:
+        """`source`'s rows without the keys in `drop` (default: those of `rows`), plus `rows`,
+        sorted by key, into `target`."""
         keep = self.schema.empty_table()
         files = sorted(source.glob("*.parquet")) if source is not None else []
         if files:
             old = pads.dataset([str(f) for f in files], schema=self.schema).to_table()
-            gone = pc.is_in(old.column(self.key), value_set=rows.column(self.key))
+            drop = rows.column(self.key) if drop is None else drop
+            gone = pc.is_in(old.column(self.key), value_set=drop)
             keep = old.filter(pc.invert(pc.fill_null(gone, False)))
         merged = pa.concat_tables([keep, rows]).sort_by(self.key)
         roller = FileRoller(target, self.schema, self.key, self.rows_per_file,
