@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 DATA_DIR_ENV = "IMEDNET_ASSETS_DATA_DIR"
@@ -64,9 +65,9 @@ def lake_cache_root() -> Path:
     return data_dir() / LAKE_CACHE_DIRNAME
 
 
-def lake_grace_s() -> float:
+def lake_grace_s(environ: Mapping[str, str] | None = None) -> float:
     """Seconds a slice version no manifest names stays readable (`LAKE_GRACE_ENV`)."""
-    value = (os.environ.get(LAKE_GRACE_ENV) or "").strip()
+    value = ((os.environ if environ is None else environ).get(LAKE_GRACE_ENV) or "").strip()
     return float(value) if value else DEFAULT_LAKE_GRACE_S
 
 

@@ -470,7 +470,7 @@ def configured_lake_io_manager(environ: Mapping[str, str] | None = None) -> Lake
     env = os.environ if environ is None else environ
     url = (env.get(LAKE_URL_ENV) or "").strip()
     if not is_object_store_url(url):
-        return LakeIOManager(root=str(lake_root()) if url else None)
+        return LakeIOManager(root=str(Path(url).expanduser().resolve()) if url else None)
 
     def secret(name: str) -> dg.EnvVar | None:
         # unset: pyarrow's default chain (a profile, an instance or pod role) finds the keys
@@ -482,7 +482,7 @@ def configured_lake_io_manager(environ: Mapping[str, str] | None = None) -> Lake
         aws_access_key_id=secret(AWS_ACCESS_KEY_ID_ENV),
         aws_secret_access_key=secret(AWS_SECRET_ACCESS_KEY_ENV),
         aws_region=env.get(AWS_REGION_ENV) or None,
-        version_grace_s=lake_grace_s(),
+        version_grace_s=lake_grace_s(env),
     )
 
 

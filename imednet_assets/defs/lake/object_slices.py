@@ -9,8 +9,11 @@ passed, so a reader still on an old version keeps working.
 Writers of one slice on different machines are kept apart by Dagster's run queue: one run per
 study at a time (the `dagster/partition` tag concurrency limit in dagster.yaml); a file lock
 still serialises the writers on one machine. Should two writers race anyway, nothing is
-corrupted: the manifest PUT is the only commit point, the last one wins whole, and the other
-version is an orphan the sweep removes.
+corrupted: the manifest PUT is the only commit point, and just before it a writer reads the
+manifest again and gives up (`LostRace`) when another writer committed since it started, so the
+slice is always one writer's whole version, and the loser's files are an orphan the sweep
+removes. (pyarrow offers no conditional PUT, so a window of one GET and one PUT remains; the
+grace period, longer than any write, keeps a sweep from touching files still being uploaded.)
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ from imednet_assets.defs.lake.version_manifest import (
 READ_ATTEMPTS = 3
 """A reader whose version was swept while it downloaded reads the manifest again this often."""
 HASH_CHUNK = 1 << 20
+
+
+class LostRace(RuntimeError):
+    """Another writer committed the slice while this one was writing: this write is dropped."""
 
 
 def before_manifest_put(url: str) -> None:
@@ -104,7 +111,15 @@ class ObjectStoreWriter:
             files.append(entry)
             uploads.append((path, f"{slice_path}/{entry.key}"))
         store.upload(uploads)
-        before_manifest_put(self.slices.location(self.entity, self.study_key))
+        location = self.slices.location(self.entity, self.study_key)
+        before_manifest_put(location)
+        latest = self.slices.current(self.entity, self.study_key)
+        if _version(latest) != _version(self.current):
+            raise LostRace(
+                f"another writer committed the slice at {location} (version "
+                f"{_version(latest)}) while this one wrote on version {_version(self.current)}; "
+                "this write is dropped (its files are left for the sweep)"
+            )
         grace = self.slices.grace_s
         published = (self.current.successor(version, files, manifest, grace) if self.current
                      else VersionManifest(version, tuple(files), manifest))
@@ -127,6 +142,10 @@ class ObjectStoreWriter:
         if path not in self._digests:
             self._digests[path] = file_digest(path)
         return self._digests[path]
+
+
+def _version(manifest: VersionManifest | None) -> str | None:
+    return manifest.version if manifest else None
 
 
 class ObjectStoreSlices:

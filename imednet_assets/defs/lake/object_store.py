@@ -17,6 +17,7 @@ from imednet_assets.settings import is_object_store_url, redact
 
 TRANSFER_THREADS = 8
 """Objects moved at once: transfers wait on the network, and Arrow releases the GIL."""
+CHUNK = 8 << 20
 
 T = TypeVar("T")
 
@@ -97,22 +98,33 @@ class ObjectStore:
             stream.write(data)
 
     def upload(self, pairs: Iterable[tuple[Path, str]]) -> None:
-        """Local files to object paths, several at once; returns when every one is stored."""
-        local = pafs.LocalFileSystem()
-        self._each(lambda pair: pafs.copy_files(
-            str(pair[0]), pair[1], source_filesystem=local, destination_filesystem=self.fs,
-        ), pairs)
+        """Local files to object paths, several at once; returns when every one is stored
+        with its full size, else raises."""
+        pairs = list(pairs)
+
+        def one(pair: tuple[Path, str]) -> None:
+            # our own stream, closed in `with`: pyarrow's copy_files drops an error raised when
+            # the object is finally written (a refused PutObject), which would pass silently
+            with open(pair[0], "rb") as source, self.fs.open_output_stream(pair[1]) as target:
+                while chunk := source.read(CHUNK):
+                    target.write(chunk)
+
+        self._each(one, pairs)
+        infos = self.fs.get_file_info([path for _, path in pairs]) if pairs else []
+        for (local, path), info in zip(pairs, infos, strict=True):
+            if info.type != pafs.FileType.File or info.size != local.stat().st_size:
+                raise OSError(f"s3://{path} is not stored whole after its upload")
 
     def download(self, pairs: Iterable[tuple[str, Path]]) -> None:
         """Object paths to local files (fsynced), several at once; FileNotFoundError when an
         object is gone."""
-        local = pafs.LocalFileSystem()
 
         def one(pair: tuple[str, Path]) -> None:
             source, target = pair
             target.parent.mkdir(parents=True, exist_ok=True)
-            pafs.copy_files(source, str(target), source_filesystem=self.fs,
-                            destination_filesystem=local)
+            with self.fs.open_input_stream(source) as stream, open(target, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    out.write(chunk)
             fsync(target)
 
         self._each(one, pairs)
