@@ -22,8 +22,7 @@ START_TIMEOUT_S = 30
 REGION = "us-east-1"
 # moto accepts any keys until credentials are enforced; these only create the IAM user
 SETUP_KEYS = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
-S3_POLICY = {"Version": "2012-10-17",
-             "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+EVERY_S3_ACTION = ("s3:*",)
 
 
 class MotoS3Server:
@@ -75,11 +74,14 @@ class MotoS3Server:
     def create_bucket(self, name: str, **keys: str) -> None:
         self._client("s3", **keys).create_bucket(Bucket=name)
 
-    def create_credentials(self, user: str = "lake") -> tuple[str, str]:
-        """(access key id, secret key) of a new IAM user allowed every S3 action."""
+    def create_credentials(self, user: str = "lake",
+                           actions: tuple[str, ...] = EVERY_S3_ACTION) -> tuple[str, str]:
+        """(access key id, secret key) of a new IAM user allowed `actions` on every resource."""
+        policy = {"Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}
         iam = self._client("iam")
         iam.create_user(UserName=user)
-        iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(S3_POLICY))
+        iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName=user)["AccessKey"]
         return key["AccessKeyId"], key["SecretAccessKey"]
 

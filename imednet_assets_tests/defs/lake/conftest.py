@@ -17,10 +17,12 @@ from imednet_assets_tests.defs.lake.lakes import KEY_ID_ENV, SECRET_ENV, Lake, L
 
 @dataclass(frozen=True)
 class S3Server:
-    """A running moto S3 server and the keys of a user allowed every S3 action."""
+    """A running moto S3 server, the keys of a user allowed every S3 action and those of a user
+    who may only read."""
 
     server: MotoS3Server
     keys: tuple[str, str]
+    read_only_keys: tuple[str, str]
 
     def bucket(self) -> str:
         name = f"lake-{uuid.uuid4().hex[:12]}"
@@ -33,8 +35,9 @@ class S3Server:
 def s3_server() -> Iterator[S3Server]:
     with MotoS3Server() as server:
         keys = server.create_credentials()
+        read_only = server.create_credentials("reader", ("s3:GetObject", "s3:ListBucket"))
         server.enforce_credentials()
-        yield S3Server(server, keys)
+        yield S3Server(server, keys, read_only)
 
 
 @pytest.fixture

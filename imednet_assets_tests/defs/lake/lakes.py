@@ -66,6 +66,14 @@ class Lake:
         """The writer's IO manager."""
         raise NotImplementedError
 
+    def io_config(self) -> dict[str, Any]:
+        """The writer's IO manager config for another process (keys from its environment)."""
+        raise NotImplementedError
+
+    def sibling(self, name: str) -> "Lake":
+        """Another, empty lake of the same kind."""
+        raise NotImplementedError
+
     def reader(self) -> LakeIOManager:
         """An IO manager reading as another machine would (its own local copies)."""
         raise NotImplementedError
@@ -103,6 +111,12 @@ class LocalLake(Lake):
         knobs.pop("version_grace_s", None)  # a local lake keeps no old versions
         return LakeIOManager(root=str(self.root), **knobs)
 
+    def io_config(self) -> dict[str, Any]:
+        return {"root": str(self.root)}
+
+    def sibling(self, name: str) -> "LocalLake":
+        return LocalLake(self.root.parent / f"{self.root.name}-{name}")
+
     def reader(self) -> LakeIOManager:
         return self.io()
 
@@ -132,18 +146,23 @@ class S3Lake(Lake):
 
     kind = "s3"
 
-    def __init__(self, endpoint_url: str, bucket: str, work: Path,
-                 keys: tuple[str, str]) -> None:
-        self.endpoint_url, self.url, self.work, self.keys = (
-            endpoint_url, f"s3://{bucket}/lake", work, keys)
+    def __init__(self, endpoint_url: str, bucket: str, work: Path, keys: tuple[str, str],
+                 prefix: str = "lake") -> None:
+        self.endpoint_url, self.bucket, self.prefix = endpoint_url, bucket, prefix
+        self.url, self.work, self.keys = f"s3://{bucket}/{prefix}", work, keys
 
     def io(self, **knobs: Any) -> LakeIOManager:
-        knobs.setdefault("cache_dir", str(self.work / "writer"))
-        return LakeIOManager(
-            root=self.url, s3_endpoint_url=self.endpoint_url,
-            aws_access_key_id=dg.EnvVar(KEY_ID_ENV), aws_secret_access_key=dg.EnvVar(SECRET_ENV),
-            aws_region=REGION, **knobs,
-        )
+        config = {**self.io_config(), **knobs}
+        return LakeIOManager(aws_access_key_id=dg.EnvVar(KEY_ID_ENV),
+                             aws_secret_access_key=dg.EnvVar(SECRET_ENV), **config)
+
+    def io_config(self) -> dict[str, Any]:
+        return {"root": self.url, "s3_endpoint_url": self.endpoint_url, "aws_region": REGION,
+                "cache_dir": str(self.work / "writer")}
+
+    def sibling(self, name: str) -> "S3Lake":
+        return S3Lake(self.endpoint_url, self.bucket, self.work.parent / f"{self.work.name}-{name}",
+                      self.keys, prefix=f"{self.prefix}-{name}")
 
     def reader(self) -> LakeIOManager:
         return self.io(cache_dir=str(self.work / "reader"))
