@@ -27,7 +27,7 @@ from imednet_assets.defs.checks.freshness import (
 from imednet_assets.defs.execution import run_executor
 from imednet_assets.defs.ingest import definitions as ingest_definitions
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
-from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.lake.io_manager import configured_lake_io_manager
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.resources import ImednetResource
 from imednet_assets.defs.sinks.bundles import definitions as bundles_definitions
@@ -82,7 +82,8 @@ def _top_level_defs() -> dg.Definitions:
                 api_key=dg.EnvVar(API_KEY_ENV),
                 security_key=dg.EnvVar(SECURITY_KEY_ENV),
             ),
-            LAKE_IO_MANAGER_KEY: LakeIOManager(),
+            # a local folder, or s3://… with the keys as EnvVars (IMEDNET_ASSETS_LAKE_URL)
+            LAKE_IO_MANAGER_KEY: configured_lake_io_manager(),
         },
     )
 

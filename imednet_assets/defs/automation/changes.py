@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import pyarrow.dataset as pads
 
@@ -19,8 +18,7 @@ from imednet_assets.client.filters import term
 from imednet_assets.client.settings import ClientSettings
 from imednet_assets.client.sync import probe_sync
 from imednet_assets.defs.ingest.assets import WATERMARKS
-from imednet_assets.defs.lake.io_manager import read_start
-from imednet_assets.defs.lake.slice import LakeSlice, study_dir
+from imednet_assets.defs.lake.io_manager import LakeIOManager, read_start
 
 #: API requests one study's probe costs.
 REQUESTS_PER_STUDY = len(WATERMARKS)
@@ -44,13 +42,15 @@ class EntityProbe:
         return newer or self.api_rows != self.lake_rows
 
 
-def _lake_window(root: Path, entity: str, study: str, column: str,
+def _lake_window(lake_io: LakeIOManager, entity: str, study: str, column: str,
                  lag_s: float) -> tuple[str | None, datetime | None, int]:
     """(the slice's watermark, where the window starts, the slice's rows in the window); a
     slice without a watermark (none yet, or empty): (None, None, all its rows)."""
-    if not study_dir(root, entity, study).is_dir():
+    try:
+        # local files either way (an object-store lake's version is copied once per version)
+        lake = lake_io.read_slice(entity, study)
+    except FileNotFoundError:
         return None, None, 0
-    lake = LakeSlice.read(root, entity, study, None)
     mark = lake.manifest.watermark if lake.manifest else None
     if mark is None or not lake.files:
         return None, None, lake.num_rows
@@ -59,12 +59,12 @@ def _lake_window(root: Path, entity: str, study: str, column: str,
     return mark, since, dataset.count_rows(filter=pads.field(column) >= since)
 
 
-def probe_study(settings: ClientSettings, root: Path, study: str,
+def probe_study(settings: ClientSettings, lake_io: LakeIOManager, study: str,
                 lag_s: float) -> list[EntityProbe]:
-    """One request per watermarked entity of `study`, compared with the lake at `root`."""
+    """One request per watermarked entity of `study`, compared with the lake `lake_io` reads."""
     probes = []
     for entity, (attribute, column) in WATERMARKS.items():
-        mark, since, lake_rows = _lake_window(root, entity, study, column, lag_s)
+        mark, since, lake_rows = _lake_window(lake_io, entity, study, column, lag_s)
         api_rows, newest = probe_sync(
             settings, entity, study,
             filter=str(term(attribute, ">=", since)) if since else None,

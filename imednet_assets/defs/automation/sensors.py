@@ -75,10 +75,10 @@ def study_change_sensor(
     # the cursor names the last study probed, so every study gets its turn across ticks
     start = bisect.bisect_right(studies, context.cursor or "") % len(studies)
     turn = [studies[(start + i) % len(studies)] for i in range(per_tick)]
-    settings, root = imednet.settings(), lake_io_manager.root_path()
+    settings = imednet.settings()
     requests, quiet = [], []
     for study in turn:
-        probes = probe_study(settings, root, study, imednet.incremental_lag_s)
+        probes = probe_study(settings, lake_io_manager, study, imednet.incremental_lag_s)
         changed = [p for p in probes if p.changed]
         if not changed:
             quiet.append(study)
