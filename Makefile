@@ -5,7 +5,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo demo-all test lint dev bench clean
+.PHONY: setup demo demo-all scale-demo test lint dev bench clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -22,6 +22,9 @@ demo: setup ## simulator -> lake + DuckDB under ./data, then a summary
 
 demo-all: setup ## the demo into every destination, each on a local server (MongoDB, Snowflake, graph, PostgreSQL)
 	$(BIN)/imednet-assets demo --local-servers
+
+scale-demo: setup ## on loopback: S3-compatible lake (moto), PostgreSQL instance, webserver, daemon, two Celery workers; backfill six studies, compare with a single-machine demo
+	$(BIN)/imednet-assets scale-demo
 
 test: setup lint ## the whole suite (what CI runs)
 	$(BIN)/dagster definitions validate -m imednet_assets.definitions

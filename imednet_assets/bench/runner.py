@@ -62,6 +62,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ui-subjects", type=int, default=40,
                         help="subjects of the one-study UI run (40: about 2,000 records)")
+    parser.add_argument(
+        "--scale-studies", type=int, default=6,
+        help="studies of the scale-out backfill on one and two Celery workers (0 skips it)",
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
 
@@ -230,6 +234,14 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"  UI {r['launched_as']} of {r['studies']} studies: {r['ui_seconds']:.1f} s "
                   f"vs CLI {r['cli_seconds']:.1f} s")
         ui_lines = ["", *ui.ui_table(ui_runs)]
+    scale_out_lines: list[str] = []
+    if args.scale_studies:
+        from imednet_assets.bench import scale
+
+        scale_runs = [scale.run_measure(args.scale_studies, 6, workers) for workers in (1, 2)]
+        for r in scale_runs:
+            print(f"  scale-out on {r['workers']} worker(s): {r['seconds']:.1f} s")
+        scale_out_lines = ["", *scale.scale_table(scale_runs)]
     measured = {p: _median(runs) for p, runs in results.items()}
     ceiling, platform_m, sdk = measured["ceiling"], measured["platform"], measured.get("sdk")
     lines = _table(list(measured.values()), ceiling, sdk)
@@ -282,7 +294,7 @@ def run_bench(args: argparse.Namespace) -> int:
     ]
     text = "\n".join(
         header + lines + targets + scale_lines + incremental_lines + destination_lines
-        + ui_lines
+        + ui_lines + scale_out_lines
     ) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

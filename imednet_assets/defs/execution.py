@@ -16,11 +16,12 @@ import dagster as dg
 from dagster_celery import celery_executor
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
+from imednet_assets.settings import lake_url
+
 EXECUTOR_ENV = "IMEDNET_ASSETS_EXECUTOR"
 BROKER_URL_ENV = "IMEDNET_ASSETS_CELERY_BROKER_URL"
 QUEUE_ENV = "IMEDNET_ASSETS_CELERY_QUEUE"
 LOCAL_QUEUE_ENV = "IMEDNET_ASSETS_CELERY_LOCAL_QUEUE"
-LAKE_URL_ENV = "IMEDNET_ASSETS_LAKE_URL"
 
 IN_PROCESS, CELERY = "in_process", "celery"
 #: destinations that write files on the disk of the machine that runs them
@@ -45,16 +46,11 @@ def local_queue() -> str:
     return os.environ.get(LOCAL_QUEUE_ENV) or DEFAULT_LOCAL_QUEUE
 
 
-def lake_is_local() -> bool:
-    """A lake folder on this machine's disk, not object storage shared by every machine."""
-    return "://" not in (os.environ.get(LAKE_URL_ENV) or "")
-
-
 def step_tags(destination: str | None = None) -> dict[str, str]:
     """Op tags routing a step of `destination` (None: the lake's own steps): to the local-files
     queue when it touches this machine's files (every step does while the lake is a local
     folder), else to the default queue."""
-    local = destination in LOCAL_FILE_DESTINATIONS or lake_is_local()
+    local = destination in LOCAL_FILE_DESTINATIONS or lake_url() is None
     return {DAGSTER_CELERY_QUEUE_TAG: local_queue() if local else default_queue()}
 
 

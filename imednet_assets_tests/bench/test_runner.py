@@ -13,6 +13,7 @@ def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -
     code = main([
         "bench", "--records", "400", "--latency-ms", "0", "--scale-records", "800",
         "--destinations", "", "--changed", "0.05", "--ui-studies", "2", "--ui-subjects", "2",
+        "--scale-studies", "0",  # the scale-out stack has its own tests (test_scale_demo.py)
         "--output", str(output),
     ])  # fmt: skip
     assert code == 0

@@ -44,8 +44,6 @@ from imednet_assets.settings import (
     lake_root,
 )
 
-SECRET_FIELDS = ("aws_secret_access_key",)
-
 WATERMARK_FORMAT = "%Y-%m-%d %H:%M:%S"
 PREVIEW_ROWS = 5
 PROGRESS_S = 2.0
