@@ -57,3 +57,10 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
             break
         if _wait_gone(proc, wait_s):
             break
+
+
+def kill_group(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a server's whole group at once (its data is throw-away) and reap it."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

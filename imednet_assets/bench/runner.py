@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from imednet_assets.bench import destinations
+from imednet_assets.bench.child import run_json
 from imednet_assets.bench.paths import API_KEY, SECURITY_KEY
 
 RECORDS_PER_SUBJECT_GUESS = 50
@@ -95,15 +96,10 @@ def _run_path(
 
 def _run_incremental(base_url: str, study: str, args: argparse.Namespace,
                      with_destinations: bool) -> dict:
-    cmd = [sys.executable, "-m", "imednet_assets.bench.incremental", base_url, study,
-           "--changed", str(args.changed), "--concurrency", str(args.concurrency)]
-    if with_destinations:
-        cmd.append("--destinations")
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"incremental bench failed:\n{tail}")
-    return orjson.loads(done.stdout.strip().splitlines()[-1])
+    extra = ["--destinations"] if with_destinations else []
+    return run_json("imednet_assets.bench.incremental", base_url, study, "--changed",
+                    str(args.changed), "--concurrency", str(args.concurrency), *extra,
+                    what="incremental")
 
 
 def incremental_table(runs: list[dict]) -> list[str]:

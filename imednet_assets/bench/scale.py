@@ -7,10 +7,11 @@ Usage: python -m imednet_assets.bench.scale --studies 6 --subjects 6 --workers 1
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
 import orjson
+
+from imednet_assets.bench.child import run_json
 
 
 def measure(studies: int, subjects: int, workers: int) -> dict:
@@ -26,13 +27,8 @@ def measure(studies: int, subjects: int, workers: int) -> dict:
 
 def run_measure(studies: int, subjects: int, workers: int) -> dict:
     """`measure` in its own process (it starts servers and sets the environment)."""
-    cmd = [sys.executable, "-m", "imednet_assets.bench.scale", "--studies", str(studies),
-           "--subjects", str(subjects), "--workers", str(workers)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"scale bench failed:\n{tail}")
-    return orjson.loads(done.stdout.strip().splitlines()[-1])
+    return run_json("imednet_assets.bench.scale", "--studies", str(studies), "--subjects",
+                    str(subjects), "--workers", str(workers), what="scale")
 
 
 def scale_table(runs: list[dict]) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import orjson
 
 from imednet_assets import settings
+from imednet_assets.bench.child import run_json
 from imednet_assets.bench.paths import API_KEY, SECURITY_KEY
 from imednet_assets.webserver import (
     JOB,
@@ -116,13 +116,8 @@ def ui_table(runs: list[dict]) -> list[str]:
 
 def run_measure(studies: int, subjects: int, latency_ms: float) -> dict:
     """`measure` in its own process (it starts servers and sets the environment)."""
-    cmd = [sys.executable, "-m", "imednet_assets.bench.ui", "--studies", str(studies),
-           "--subjects", str(subjects), "--latency-ms", str(latency_ms)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"UI bench failed:\n{tail}")
-    return orjson.loads(done.stdout.strip().splitlines()[-1])
+    return run_json("imednet_assets.bench.ui", "--studies", str(studies), "--subjects",
+                    str(subjects), "--latency-ms", str(latency_ms), what="UI")
 
 
 def main(argv: list[str] | None = None) -> int:

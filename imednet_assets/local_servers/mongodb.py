@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +10,7 @@ from pathlib import Path
 from pymongo import MongoClient
 
 from imednet_assets.local_servers import free_port
+from imednet_assets.processes import kill_group
 
 NX = Path(sys.executable).parent / "nx-27017"
 START_TIMEOUT_S = 30
@@ -52,9 +51,7 @@ class NxServer:
                     time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        kill_group(self.proc)
         self.proc = None
 
     def client(self) -> MongoClient:

@@ -7,8 +7,6 @@ pyarrow's S3 filesystem; production uses S3, MinIO or GCS's S3 interoperability 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from imednet_assets.local_servers import free_port
+from imednet_assets.processes import kill_group
 
 MOTO = Path(sys.executable).parent / "moto_server"
 START_TIMEOUT_S = 30
@@ -53,9 +52,7 @@ class MotoS3Server:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        kill_group(self.proc)
         self.proc = None
 
     def __enter__(self) -> MotoS3Server:
