@@ -1,0 +1,62 @@
+"""What each statistical format allows (names, labels, text values) and how pyreadstat writes it.
+
+pyreadstat does not enforce these limits itself: a longer name or value is written as is and
+breaks the file for SAS, SPSS or Stata. The platform shortens and splits to fit (see `names`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyreadstat
+
+StatFormat = Literal["xpt", "sav", "dta"]
+
+
+@dataclass(frozen=True)
+class FormatRules:
+    """One format's limits (bytes of UTF-8 unless said otherwise) and its pyreadstat writer."""
+
+    fmt: StatFormat
+    what: str
+    suffix: str  # of each dataset file inside the study's zip
+    name_max: int  # variable and dataset names
+    upper: bool  # names in upper case (SAS transport convention)
+    label_max: int  # variable labels
+    file_label_max: int  # dataset labels
+    value_max: int | None  # text values; None: no limit (Stata strL)
+    keeps_trailing_blanks: bool  # SAS and SPSS pad text with blanks and drop them on reading
+    reserved: frozenset[str]  # names the software keeps for itself (compared in lower case)
+    date_format: str  # given to a date column without any value (else pyreadstat makes it text)
+    write: Callable[..., None]
+    write_options: tuple[tuple[str, Any], ...] = ()
+
+    def writer_kwargs(self) -> dict[str, Any]:
+        return dict(self.write_options)
+
+
+_SPSS_RESERVED = frozenset(
+    ["all", "and", "by", "eq", "ge", "gt", "le", "lt", "ne", "not", "or", "to", "with"])
+_STATA_RESERVED = frozenset(
+    ["_all", "_b", "byte", "_coef", "_cons", "double", "float", "if", "in", "int", "long", "_n",
+     "_pi", "_pred", "_rc", "_skip", "strl", "using", "with"])
+
+FORMATS: dict[StatFormat, FormatRules] = {
+    "xpt": FormatRules(
+        "xpt", "SAS transport (XPT version 5)", ".xpt", name_max=8, upper=True, label_max=40,
+        file_label_max=40, value_max=200, keeps_trailing_blanks=False,
+        reserved=frozenset({"_n_", "_error_", "_all_", "_character_", "_numeric_"}),
+        date_format="DATE9", write=pyreadstat.write_xport,
+        write_options=(("file_format_version", 5),)),
+    "sav": FormatRules(
+        "sav", "SPSS system file", ".sav", name_max=64, upper=False, label_max=255,
+        file_label_max=64, value_max=32_767, keeps_trailing_blanks=False,
+        reserved=_SPSS_RESERVED, date_format="DATE11", write=pyreadstat.write_sav),
+    "dta": FormatRules(
+        "dta", "Stata dataset (version 15, strL for long text)", ".dta", name_max=32,
+        upper=False, label_max=80, file_label_max=80, value_max=None, keeps_trailing_blanks=True,
+        reserved=_STATA_RESERVED, date_format="%td", write=pyreadstat.write_dta,
+        write_options=(("version", 15),)),
+}
