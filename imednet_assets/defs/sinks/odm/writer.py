@@ -1,0 +1,267 @@
+"""The ODM 1.3.2 writers: a Snapshot (current values) and a Transactional file (one AuditRecord per
+record revision), streamed with `lxml.etree.xmlfile`.
+
+Only the open ancestors (ODM, ClinicalData, the current SubjectData and StudyEventData) are held
+as open tags; each record's FormData is built as a small tree and written at once, so memory
+does not grow with the study. Every text and attribute value passes through `XmlText` (see
+`oids`); lxml escapes `<`, `&`, quotes, tabs and line breaks.
+
+Layout: Study (GlobalVariables, MetaDataVersion: Protocol, StudyEventDef per interval, FormDef,
+ItemGroupDef (one per form) and ItemDef per variable), AdminData (a User per revision author, a
+Location per site), ClinicalData: SubjectData per subject (SiteRef of its first record) ->
+StudyEventData per visit (StudyEventRepeatKey: the visit id) -> FormData per record
+(FormRepeatKey: the record id) -> ItemGroupData -> ItemData per answered variable of the form
+(Value: the API's text exactly; a null answer is no ItemData).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+from lxml import etree
+
+from imednet_assets.defs.sinks.odm.oids import XmlText, odm_datetime, oid
+from imednet_assets.defs.sinks.odm.source import Dictionary, Form, OdmSource
+
+OdmKind = Literal["snapshot", "transactional"]
+NAMESPACE = "http://www.cdisc.org/ns/odm/v1.3"
+MDV_OID = "MDV.1"
+EPOCH = dt.datetime(1970, 1, 1)
+SOURCE_SYSTEM = "iMednet EDC (through the imednet-assets Parquet lake)"
+
+
+@dataclass
+class OdmStats:
+    """What a writer wrote."""
+
+    subjects: int = 0
+    forms: int = 0  # FormData elements
+    items: int = 0  # ItemData elements
+    audit_records: int = 0
+    skipped_values: int = 0  # record_data keys that are no variable of the record's form
+    replaced_characters: int = 0  # characters XML 1.0 cannot hold, written as U+FFFD
+
+
+class _Writer:
+    """One ODM file being written: the open tags, the dictionary, the counters."""
+
+    def __init__(self, xf: Any, kind: OdmKind, dictionary: Dictionary) -> None:
+        self.xf = xf
+        self.kind = kind
+        self.d = dictionary
+        self.text = XmlText()
+        self.stats = OdmStats()
+        self.pending: tuple[Any, Any] | None = None  # (record id, values) for its next revision
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def element(self, parent: etree._Element | None, tag: str, text: str | None = None,
+                **attrs: str) -> etree._Element:
+        clean = {k: self.text(v) for k, v in attrs.items()}
+        node = etree.Element(tag, clean) if parent is None else etree.SubElement(parent, tag,
+                                                                                  clean)
+        if text is not None:
+            node.text = self.text(text)
+        return node
+
+    def translated(self, parent: etree._Element, tag: str, text: str) -> None:
+        etree.SubElement(self.element(parent, tag), "TranslatedText").text = self.text(text)
+
+    def study(self) -> etree._Element:
+        d = self.d
+        study = self.element(None, "Study", OID=d.study_oid)
+        glob = self.element(study, "GlobalVariables")
+        self.element(glob, "StudyName", d.study_name)
+        self.element(glob, "StudyDescription", d.description)
+        self.element(glob, "ProtocolName", d.study_key)
+        mdv = self.element(study, "MetaDataVersion", OID=MDV_OID,
+                           Name=f"iMednet metadata of {d.study_key}")
+        protocol = self.element(mdv, "Protocol")
+        for n, event in enumerate(d.events, 1):
+            self.element(protocol, "StudyEventRef", StudyEventOID=event.oid,
+                         OrderNumber=str(n), Mandatory="No")
+        for event in d.events:
+            node = self.element(mdv, "StudyEventDef", OID=event.oid, Name=event.name,
+                                Repeating="Yes",
+                                Type="Scheduled" if event.interval_id is not None
+                                else "Unscheduled")
+            for n, form_oid in enumerate(event.form_oids, 1):
+                self.element(node, "FormRef", FormOID=form_oid, OrderNumber=str(n),
+                             Mandatory="No")
+        for form in d.forms.values():
+            node = self.element(mdv, "FormDef", OID=form.oid, Name=form.name, Repeating="Yes")
+            self.element(node, "ItemGroupRef", ItemGroupOID=form.group_oid, Mandatory="No")
+        for form in d.forms.values():
+            node = self.element(mdv, "ItemGroupDef", OID=form.group_oid, Name=form.key or
+                                form.name, Repeating="No")
+            for item in form.items.values():
+                self.element(node, "ItemRef", ItemOID=item.oid, OrderNumber=str(item.order),
+                             Mandatory="No")
+        for form in d.forms.values():
+            for item in form.items.values():
+                node = self.element(mdv, "ItemDef", OID=item.oid, Name=item.name,
+                                    DataType=item.data_type)
+                if item.label:
+                    self.translated(node, "Question", item.label)
+        return study
+
+    def admin(self) -> etree._Element:
+        d = self.d
+        admin = self.element(None, "AdminData", StudyOID=d.study_oid)
+        for user, user_oid in d.users.items():
+            node = self.element(admin, "User", OID=user_oid)
+            if user:
+                self.element(node, "LoginName", user)
+        effective = (d.effective or (d.newest or EPOCH).date()).isoformat()
+        for location_oid, name in d.locations.values():
+            node = self.element(admin, "Location", OID=location_oid, Name=name,
+                                LocationType="Site")
+            self.element(node, "MetaDataVersionRef", StudyOID=d.study_oid,
+                         MetaDataVersionOID=MDV_OID, EffectiveDate=effective)
+        return admin
+
+    # -- clinical data ---------------------------------------------------------------------
+
+    def items(self, parent: etree._Element, form: Form | None, data: Iterable[tuple[str, Any]],
+              transaction: str | None) -> None:
+        """ItemData of the answered variables of `form`, in the ItemGroupDef's order."""
+        if form is None:
+            return
+        values = []
+        for key, value in data or ():
+            item = form.items.get(key)
+            if item is None:  # housekeeping keys (dateCreated, unvnum...), unknown variables
+                self.stats.skipped_values += 1
+            elif value is not None:
+                values.append((item.order, item.oid, value))
+        attrs = {"TransactionType": transaction} if transaction else {}
+        for _, item_oid, value in sorted(values):
+            self.element(parent, "ItemData", ItemOID=item_oid, Value=value, **attrs)
+        self.stats.items += len(values)
+
+    def form_data(self, row: Mapping[str, Any], transaction: str | None,
+                  values: Iterable[tuple[str, Any]] | None) -> etree._Element:
+        """One record's FormData (with its AuditRecord in a transactional file); `values`: the
+        record's data, or None for a FormData without ItemGroupData."""
+        form = self.d.forms.get(row["form_key"])
+        attrs = {"FormOID": form.oid if form else oid("F", row["form_key"])}
+        if row["record_id"] is not None:
+            attrs["FormRepeatKey"] = str(row["record_id"])
+        if transaction:
+            attrs["TransactionType"] = transaction
+        node = self.element(None, "FormData", **attrs)
+        if self.kind == "transactional" and row["n"]:
+            self.audit(node, row)
+        if values is not None:
+            group_oid = form.group_oid if form else oid("IG", row["form_key"])
+            group = self.element(node, "ItemGroupData", ItemGroupOID=group_oid,
+                                 **({"TransactionType": transaction} if transaction else {}))
+            self.items(group, form, values,
+                       "Upsert" if transaction == "Update" else transaction)
+        self.stats.forms += 1
+        return node
+
+    def audit(self, parent: etree._Element, row: Mapping[str, Any]) -> None:
+        record = self.element(parent, "AuditRecord")
+        self.element(record, "UserRef", UserOID=self.d.user_oid(row["user_name"]))
+        self.element(record, "LocationRef", LocationOID=self.d.location_oid(row["site_id"]))
+        when = row["date_created"] or self.d.newest or EPOCH
+        self.element(record, "DateTimeStamp", odm_datetime(when))
+        if row["reason_for_change"]:
+            self.element(record, "ReasonForChange", row["reason_for_change"])
+        if row["record_revision_id"] is not None:
+            self.element(record, "SourceID", f"recordRevisionId {row['record_revision_id']}")
+        self.stats.audit_records += 1
+
+    def clinical(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """SubjectData and StudyEventData opened and closed as the sorted rows move on."""
+        context = {"TransactionType": "Context"} if self.kind == "transactional" else {}
+        subject_key: object = object()
+        event_key: object = object()
+        subject = contextlib.ExitStack()
+        event = contextlib.ExitStack()
+        try:
+            for row in _rows(batches):
+                if row["subject_key"] != subject_key:
+                    event.close()
+                    subject.close()
+                    subject_key, event_key = row["subject_key"], object()
+                    subject.enter_context(self.xf.element(
+                        "SubjectData", SubjectKey=self.text(subject_key), **context))
+                    self.xf.write(self.element(
+                        None, "SiteRef", LocationOID=self.d.location_oid(row["site_id"])))
+                    self.stats.subjects += 1
+                if (row["interval_id"], row["visit_id"]) != event_key:
+                    event.close()
+                    event_key = (row["interval_id"], row["visit_id"])
+                    attrs = {"StudyEventOID": self.d.event_oid(row["interval_id"]), **context}
+                    if row["visit_id"] is not None:
+                        attrs["StudyEventRepeatKey"] = str(row["visit_id"])
+                    event.enter_context(self.xf.element("StudyEventData", **attrs))
+                node = self.record(row)
+                if node is not None:
+                    self.xf.write(node)
+        finally:
+            event.close()
+            subject.close()
+
+    def record(self, row: Mapping[str, Any]) -> etree._Element | None:
+        """The row's FormData; a transactional values row (`part` 0) is held for the revision
+        that follows it and gives none."""
+        if self.kind == "snapshot":
+            return self.form_data(row, None, row["record_data"])
+        if row["part"] == 0 and row["n"]:
+            self.pending = (row["record_id"], row["record_data"])
+            return None
+        if row["n"] == 0:  # a record the lake holds no revision of: its state as it is
+            removed = row["removed"]
+            return self.form_data(row, "Remove" if removed else "Upsert",
+                                  None if removed else row["record_data"])
+        values = None
+        if self.pending is not None and self.pending[0] == row["record_id"]:
+            values, self.pending = self.pending[1], None
+        transaction = "Remove" if row["removed"] else "Insert" if row["n"] == 1 else "Update"
+        return self.form_data(row, transaction, values)
+
+
+def _rows(batches: Iterable[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
+    """Rows as dicts, one Arrow batch converted at a time."""
+    for batch in batches:
+        columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+        for i in range(batch.num_rows):
+            yield {name: values[i] for name, values in columns.items()}
+
+
+def write_odm(path: Path, source: OdmSource, kind: OdmKind) -> OdmStats:
+    """Write the study's ODM file of `kind` to `path`; deterministic for the same lake."""
+    dictionary = source.dictionary()
+    created = odm_datetime(dictionary.newest or EPOCH)
+    with path.open("wb") as out, etree.xmlfile(out, encoding="UTF-8") as xf:
+        xf.write_declaration()
+        writer = _Writer(xf, kind, dictionary)
+        root = {
+            "FileType": "Snapshot" if kind == "snapshot" else "Transactional",
+            "Granularity": "All",
+            "FileOID": oid("ODM", dictionary.study_key, kind),
+            "CreationDateTime": created,
+            "AsOfDateTime": created,
+            "ODMVersion": "1.3.2",
+            "Originator": "imednet-assets",
+            "SourceSystem": SOURCE_SYSTEM,
+            "Description": f"{kind} of study {writer.text(dictionary.study_key)}",
+        }
+        with xf.element("ODM", root, nsmap={None: NAMESPACE}):
+            xf.write(writer.study())
+            xf.write(writer.admin())
+            with xf.element("ClinicalData", StudyOID=dictionary.study_oid,
+                            MetaDataVersionOID=MDV_OID):
+                writer.clinical(source.snapshot_rows() if kind == "snapshot"
+                                else source.transactional_rows())
+    writer.stats.replaced_characters = writer.text.replaced
+    return writer.stats
