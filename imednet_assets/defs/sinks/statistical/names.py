@@ -5,7 +5,8 @@ leading `_` turned into `v_` (SPSS and SAS names start with a letter), in upper 
 name within the format's limit is kept; a longer one keeps its start and ends in a digest of the
 full original name (3 base-36 characters for SAS's 8, `_` + 8 hex digits otherwise), so it does
 not depend on the other names. A name taken already (case-insensitively) or reserved by the
-software gets `2`, `3`, ... in place of its last characters, in column order.
+software gets `_2`, `_3`, ... in place of its last characters, in column order (a suffix no
+reserved word has, so the search always ends).
 
 Labels are cut to the format's limit at a character boundary. Text over the format's value limit
 is split into pieces at character boundaries (see `split_text`); the mapping records all of it.
@@ -77,7 +78,7 @@ class ShortNames:
         candidate, n = name, 1
         while not self._free(candidate):
             n += 1
-            candidate = self._with_suffix(name, str(n))
+            candidate = self._with_suffix(name, f"_{n}")
         self._taken.add(candidate.lower())
         return candidate
 

@@ -55,7 +55,7 @@ def test_every_cell_reads_back_equal_to_duckdb(exports: Exports, fmt: str) -> No
         assert len(names["form_Adverse_events"]) == 8
         # the long name and the name it shortens to collide: the first in column order keeps it
         assert variables[COLLIDER] == [(TAKEN.upper(), 1, 1)]
-        assert variables[TAKEN] == [(TAKEN.upper()[:7] + "2", 1, 1)]
+        assert variables[TAKEN] == [(TAKEN.upper()[:6] + "_2", 1, 1)]
         assert variables["my var.1 $"] == [("MY_VAR_1", 1, 1)]
         # the variable `record_id` is column record_id_2 (the meta column has the name)
         assert variables["record_id"] == [(shortened("RECORD_ID_2", FORMATS["xpt"]), 1, 1)]
