@@ -49,7 +49,7 @@ WITH keys AS (
 ), rev AS (
     SELECT v.record_revision_id, v.record_id, v."user" AS user_name, v.reason_for_change,
            COALESCE(v.deleted, false) AS removed, v.date_created,
-           COALESCE(r.site_id, v.site_id) AS site_id,
+           COALESCE(v.site_id, r.site_id) AS site_id,  -- where the revision was made
            CASE WHEN r.record_id IS NULL THEN {_SUBJECT.format(t='v')}
                 ELSE {_SUBJECT.format(t='r')} END AS subject_key,
            CASE WHEN r.record_id IS NULL THEN v.interval_id ELSE r.interval_id END AS interval_id,
@@ -115,7 +115,7 @@ class Dictionary:
     study_name: str
     description: str
     events: list[Event]
-    forms: dict[str, Form]
+    forms: dict[str | None, Form]
     users: dict[str, str]  # user name -> User OID
     locations: dict[int | None, tuple[str, str]]  # site id -> (Location OID, name)
     newest: dt.datetime | None  # the newest change in the lake data (CreationDateTime)
@@ -204,14 +204,14 @@ class OdmSource:
             event_oids={e.interval_id: e.oid for e in events},
         )
 
-    def _forms(self) -> dict[str, Form]:
+    def _forms(self) -> dict[str | None, Form]:
         names = {r["form_key"]: r["form_name"] for r in self._rows(
             "SELECT form_key, form_name FROM forms ORDER BY form_id NULLS LAST, form_key")}
         keys = [k for (k,) in self._con.sql(
             "SELECT form_key FROM forms UNION SELECT form_key FROM variables UNION "
             "SELECT form_key FROM records UNION SELECT form_key FROM record_revisions "
-            "ORDER BY 1").fetchall() if k is not None]
-        items: dict[str, dict[str, Item]] = {k: {} for k in keys}
+            "ORDER BY 1 NULLS LAST").fetchall()]
+        items: dict[str | None, dict[str, Item]] = {k: {} for k in keys}
         variables = self._rows(
             "SELECT form_key, variable_name, variable_type, label, sequence FROM variables "
             "WHERE form_key IS NOT NULL AND variable_name IS NOT NULL "
@@ -225,11 +225,13 @@ class OdmSource:
                 name=v["variable_name"] or "(unnamed)",
                 data_type=data_type(v["variable_type"]), label=v["label"],
                 order=len(found) + 1)
-        return {k: Form(key=k, oid=oid("F", k), group_oid=oid("IG", k),
-                        name=names.get(k) or k or "(unnamed form)", items=items[k])
+        # no form key (a revision of a record the lake lost): the bare prefixes
+        return {k: Form(key=k or "", oid=oid("F", k) if k is not None else "F",
+                        group_oid=oid("IG", k) if k is not None else "IG",
+                        name=names.get(k) or k or "(no form)", items=items[k])
                 for k in keys}
 
-    def _events(self, forms: Mapping[str, Form]) -> list[Event]:
+    def _events(self, forms: Mapping[str | None, Form]) -> list[Event]:
         intervals = self._rows(
             "SELECT interval_id, interval_name, forms FROM intervals "
             "ORDER BY interval_sequence NULLS LAST, interval_id")

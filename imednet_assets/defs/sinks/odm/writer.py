@@ -98,8 +98,8 @@ class _Writer:
             node = self.element(mdv, "FormDef", OID=form.oid, Name=form.name, Repeating="Yes")
             self.element(node, "ItemGroupRef", ItemGroupOID=form.group_oid, Mandatory="No")
         for form in d.forms.values():
-            node = self.element(mdv, "ItemGroupDef", OID=form.group_oid, Name=form.key or
-                                form.name, Repeating="No")
+            node = self.element(mdv, "ItemGroupDef", OID=form.group_oid,
+                                Name=form.key or form.name, Repeating="No")
             for item in form.items.values():
                 self.element(node, "ItemRef", ItemOID=item.oid, OrderNumber=str(item.order),
                              Mandatory="No")
@@ -128,11 +128,9 @@ class _Writer:
 
     # -- clinical data ---------------------------------------------------------------------
 
-    def items(self, parent: etree._Element, form: Form | None, data: Iterable[tuple[str, Any]],
+    def items(self, parent: etree._Element, form: Form, data: Iterable[tuple[str, Any]],
               transaction: str | None) -> None:
         """ItemData of the answered variables of `form`, in the ItemGroupDef's order."""
-        if form is None:
-            return
         values = []
         for key, value in data or ():
             item = form.items.get(key)
@@ -149,8 +147,8 @@ class _Writer:
                   values: Iterable[tuple[str, Any]] | None) -> etree._Element:
         """One record's FormData (with its AuditRecord in a transactional file); `values`: the
         record's data, or None for a FormData without ItemGroupData."""
-        form = self.d.forms.get(row["form_key"])
-        attrs = {"FormOID": form.oid if form else oid("F", row["form_key"])}
+        form = self.d.forms[row["form_key"]]
+        attrs = {"FormOID": form.oid}
         if row["record_id"] is not None:
             attrs["FormRepeatKey"] = str(row["record_id"])
         if transaction:
@@ -159,8 +157,7 @@ class _Writer:
         if self.kind == "transactional" and row["n"]:
             self.audit(node, row)
         if values is not None:
-            group_oid = form.group_oid if form else oid("IG", row["form_key"])
-            group = self.element(node, "ItemGroupData", ItemGroupOID=group_oid,
+            group = self.element(node, "ItemGroupData", ItemGroupOID=form.group_oid,
                                  **({"TransactionType": transaction} if transaction else {}))
             self.items(group, form, values,
                        "Upsert" if transaction == "Update" else transaction)
