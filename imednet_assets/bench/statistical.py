@@ -2,10 +2,11 @@
 
 `python -m imednet_assets.bench.statistical LAKE_ROOT STUDY` writes the study's three exports
 into a temp dir through the statistical IO manager, one format after the other as the step does
-(lake read, frames, pyreadstat, header stamps, zip, fsync, sha256 and swap included), and prints
-one JSON line: records, rows (dataset rows, counted once per format), split_values (texts written
-in pieces, all formats), seconds (after imports), seconds per format, CPU seconds (user + system,
-every thread), peak RSS of this process (children included) and the bytes per format.
+(lake read, frames, pyreadstat, header stamps, zip, fsync, sha256 and swap included), and
+prints one JSON line: path, records, rows (dataset rows, counted once per format), split_values
+(texts written in pieces, all formats), seconds (after imports), seconds per format, CPU seconds
+(user + system, every thread), peak RSS of this process (children included), bytes per format.
+`--path ours` (the only path: accepted so the destinations bench can run it like the others);
 `--formats xpt,dta` measures only some formats; `--keep DIR` writes the exports there.
 pyreadstat writes a whole frame at a time: peak RSS follows the largest form table.
 """
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lake_root", type=Path)
     parser.add_argument("study")
+    parser.add_argument("--path", choices=("ours",), default="ours")
     parser.add_argument("--formats", default=",".join(FORMATS),
                         help="comma-separated formats (default: xpt,sav,dta)")
     parser.add_argument("--keep", type=Path, help="write the exports here (default: a temp dir)")
@@ -67,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds, cpu = time.perf_counter() - started, _cpu() - cpu
     peak = max(resource.getrusage(who).ru_maxrss
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
-    print(json.dumps({**counts, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
-                      "peak_rss_mb": round(peak, 1)}))
+    print(json.dumps({"path": args.path, **counts, "seconds": round(seconds, 3),
+                      "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(peak, 1)}))
     return 0
 
 

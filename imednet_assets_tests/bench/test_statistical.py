@@ -22,7 +22,7 @@ def test_prints_one_json_line_and_writes_what_the_assets_write(tmp_path: Path) -
     ).stdout.strip().splitlines()
     assert len(out) == 1
     line = json.loads(out[0])
-    assert set(line) == {"records", "rows", "split_values", "seconds_by_format",
+    assert set(line) == {"path", "records", "rows", "split_values", "seconds_by_format",
                          "bytes_by_format", "seconds", "cpu_seconds", "peak_rss_mb"}
     assert (line["records"], line["rows"], line["split_values"]) == (4, 3 * 6, 3 + 1)
     assert set(line["seconds_by_format"]) == {"xpt", "sav", "dta"}

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from imednet_assets.defs.sinks.bundles.content import finite
 from imednet_assets.defs.sinks.statistical.formats import FormatRules
 from imednet_assets.defs.sinks.statistical.layout import STORAGE_TEXT, Column, Dataset
-from imednet_assets.defs.sinks.statistical.names import Unsplittable, cut_bytes, split_text
+from imednet_assets.defs.sinks.statistical.names import Unsplittable, short_label, split_text
 
 #: The mapping's columns (names short enough for every format) and what they say.
 MAPPING_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -144,8 +144,7 @@ def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: st
         at = order.index(column.short)
         for part in range(2, parts + 1):
             short = dataset.names.take_part(column.short, part)
-            suffix = f" ({part})"
-            label = cut_bytes(column.short_label, rules.label_max - len(suffix)) + suffix
+            label = short_label(column.label, rules.label_max, f" ({part})")
             data[short] = pd.Series([p[part - 1] if len(p) >= part else "" for p in pieces],
                                     dtype=object)
             at += 1

@@ -8,8 +8,9 @@ not depend on the other names. A name taken already (case-insensitively) or rese
 software gets `_2`, `_3`, ... in place of its last characters, in column order (a suffix no
 reserved word has, so the search always ends).
 
-Labels are cut to the format's limit at a character boundary. Text over the format's value limit
-is split into pieces at character boundaries (see `split_text`); the mapping records all of it.
+Labels are cut to the format's limit at a character boundary, without trailing blanks. Text over
+the format's value limit is split into pieces at character boundaries (see `split_text`); the
+mapping records all of it.
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ def cut_bytes(text: str, limit: int) -> str:
     return text.encode()[:limit].decode(errors="ignore")
 
 
-def short_label(label: str, limit: int) -> str:
-    return cut_bytes(label, limit)
+def short_label(label: str, limit: int, suffix: str = "") -> str:
+    """`label` cut to `limit` bytes with `suffix` kept; no trailing blanks (SAS and SPSS drop
+    them, and the label must read back as the mapping says)."""
+    return cut_bytes(label, limit - len(suffix.encode())).rstrip(" ") + suffix
 
 
 class Unsplittable(ValueError):

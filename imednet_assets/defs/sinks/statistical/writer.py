@@ -34,7 +34,7 @@ from imednet_assets.defs.sinks.statistical.layout import (
     dataset_names,
     plan_dataset,
 )
-from imednet_assets.defs.sinks.statistical.names import base_name
+from imednet_assets.defs.sinks.statistical.names import base_name, short_label
 from imednet_assets.defs.sinks.statistical.stamps import stamp_file
 from imednet_assets.defs.sinks.tabular import StudyTables
 
@@ -118,7 +118,8 @@ def write_export(path: Path, fmt: StatFormat, tables: StudyTables, extracted_at:
                             original=MAPPING_DATASET, table=MAPPING_DATASET,
                             label="Names and labels: original and in this format",
                             schema=mapping.schema)
-        plan.columns = [dataclasses.replace(c, label=what, short_label=what[: rules.label_max])
+        plan.columns = [dataclasses.replace(c, label=what,
+                                            short_label=short_label(what, rules.label_max))
                         for c, (_, what) in zip(plan.columns, MAPPING_COLUMNS, strict=True)]
         frame = build_frame(plan, mapping, rules, tables.study_key)
         _write_dataset(zf, scratch, rules, plan, frame, extracted_at)

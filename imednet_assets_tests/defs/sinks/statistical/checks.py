@@ -56,11 +56,11 @@ def check_format(exports: Exports, study: str, fmt: str) -> dict[str, Any]:
             want = [expected(v, storage, fmt) for v in data.column(column).to_pylist()]
             assert got == want, (fmt, table, column, type_)
             for p in pieces:
-                assert labels[p["shortnm"]] == p["shortlbl"]
+                assert labels[p["shortnm"]] == p["shortlbl"], (table, p, labels[p["shortnm"]])
                 suffix = "" if p["part"] == "1" else f" ({p['part']})"
                 room = rules.label_max - len(suffix)
                 assert p["shortlbl"] == (
-                    p["label"].encode()[:room].decode(errors="ignore") + suffix)
+                    p["label"].encode()[:room].decode(errors="ignore").rstrip(" ") + suffix)
         for name in frame.columns:
             assert NAME[fmt].match(name) and len(name) <= rules.name_max, name
             if rules.value_max is not None and frame[name].dtype == object:

@@ -65,7 +65,7 @@ def hostile_study(lake: Path, study: str = "A", *, refuse: bool = False) -> None
         variable(10, "VS", LONG_NAME + "2", "TEXT", "Long name 2"),
         variable(11, "VS", COLLIDER, "NUMBER", "Heart rate"),
         variable(12, "VS", TAKEN, "TEXT", "Takes the short name first"),
-        variable(13, "VS", "my var.1 $", "TEXT", "blank, dot and dollar"),
+        variable(13, "VS", "my var.1 $", "TEXT", "b" * 39 + " and more"),  # cut at a blank
         variable(20, "Adverse events $.", "ae term", "TEXT", "AE term"),
     ]
     records = [
