@@ -17,6 +17,9 @@ import datetime as dt
 import re
 from urllib.parse import quote
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 #: variableType (case-insensitive) -> ODM 1.3.2 DataType; anything else is `text`. The same
 #: variable types as the DuckDB sink's typed columns (`duckdb.naming.TYPE_MAP`).
 DATA_TYPES: dict[str, str] = {
@@ -28,6 +31,8 @@ DATA_TYPES: dict[str, str] = {
 
 REPLACEMENT = "\ufffd"
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+# the same class for Arrow's RE2 (valid UTF-8 holds no surrogates)
+_NOT_XML_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
 
 
 def key_part(key: object) -> str:
@@ -61,6 +66,25 @@ class XmlText:
         return text
 
 
+def xml_strings(values: pa.Array) -> tuple[pa.Array, int]:
+    """A string array made fit for XML 1.0 at once (Arrow, not Python per value), and how many
+    characters were replaced."""
+    found = pc.sum(pc.count_substring_regex(values, _NOT_XML_RE2)).as_py() or 0
+    if not found:
+        return values, 0
+    return pc.replace_substring_regex(values, _NOT_XML_RE2, REPLACEMENT), found
+
+
+def xml_map(values: pa.MapArray) -> tuple[pa.MapArray, int]:
+    """A map<string, string> column with its values made fit for XML 1.0 (keys stay: they are
+    matched with the variable names, and only OIDs derived from them are written)."""
+    items, found = xml_strings(values.items)
+    if not found:
+        return values, 0
+    return pa.MapArray.from_arrays(values.offsets, values.keys, items,
+                                   mask=values.is_null()), found
+
+
 def xml_text(value: object) -> str:
     """`value` as XML 1.0 text, without counting (see `XmlText`)."""
     return _NOT_XML.sub(REPLACEMENT, "" if value is None else str(value))
@@ -68,4 +92,4 @@ def xml_text(value: object) -> str:
 
 def odm_datetime(value: dt.datetime) -> str:
     """A lake timestamp (naive, UTC as the API gives it) as an ODM datetime with its zone."""
-    return value.replace(microsecond=0).isoformat() + "Z"
+    return value.isoformat(timespec="seconds") + "Z"  # four-digit years, as xs:dateTime wants

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from lxml import etree
 
-from imednet_assets.defs.sinks.odm.oids import XmlText, odm_datetime, oid
+from imednet_assets.defs.sinks.odm.oids import XmlText, odm_datetime, oid, xml_map
 from imednet_assets.defs.sinks.odm.source import Dictionary, Form, OdmSource
 
 OdmKind = Literal["snapshot", "transactional"]
@@ -138,42 +138,54 @@ class _Writer:
                 self.stats.skipped_values += 1
             elif value is not None:
                 values.append((item.order, item.oid, value))
-        attrs = {"TransactionType": transaction} if transaction else {}
-        for _, item_oid, value in sorted(values):
-            self.element(parent, "ItemData", ItemOID=item_oid, Value=value, **attrs)
+        # the hot loop: OIDs are plain ASCII and values were made fit for XML per batch
+        # (`_rows`), so lxml gets them as they are
+        sub = etree.SubElement
+        if transaction:
+            for _, item_oid, value in sorted(values):
+                sub(parent, "ItemData", {"ItemOID": item_oid, "Value": value,
+                                         "TransactionType": transaction})
+        else:
+            for _, item_oid, value in sorted(values):
+                sub(parent, "ItemData", {"ItemOID": item_oid, "Value": value})
         self.stats.items += len(values)
 
     def form_data(self, row: Mapping[str, Any], transaction: str | None,
                   values: Iterable[tuple[str, Any]] | None) -> etree._Element:
         """One record's FormData (with its AuditRecord in a transactional file); `values`: the
         record's data, or None for a FormData without ItemGroupData."""
+        # OIDs, numbers and transaction types are plain ASCII: straight to lxml (the hot path)
         form = self.d.forms[row["form_key"]]
         attrs = {"FormOID": form.oid}
         if row["record_id"] is not None:
             attrs["FormRepeatKey"] = str(row["record_id"])
         if transaction:
             attrs["TransactionType"] = transaction
-        node = self.element(None, "FormData", **attrs)
+        node = etree.Element("FormData", attrs)
         if self.kind == "transactional" and row["n"]:
             self.audit(node, row)
         if values is not None:
-            group = self.element(node, "ItemGroupData", ItemGroupOID=form.group_oid,
-                                 **({"TransactionType": transaction} if transaction else {}))
+            group_attrs = {"ItemGroupOID": form.group_oid}
+            if transaction:
+                group_attrs["TransactionType"] = transaction
+            group = etree.SubElement(node, "ItemGroupData", group_attrs)
             self.items(group, form, values,
                        "Upsert" if transaction == "Update" else transaction)
         self.stats.forms += 1
         return node
 
     def audit(self, parent: etree._Element, row: Mapping[str, Any]) -> None:
-        record = self.element(parent, "AuditRecord")
-        self.element(record, "UserRef", UserOID=self.d.user_oid(row["user_name"]))
-        self.element(record, "LocationRef", LocationOID=self.d.location_oid(row["site_id"]))
+        """Who (UserRef), where (LocationRef), when, why, and which revision (SourceID)."""
+        sub = etree.SubElement
+        record = sub(parent, "AuditRecord")
+        sub(record, "UserRef", {"UserOID": self.d.user_oid(row["user_name"])})
+        sub(record, "LocationRef", {"LocationOID": self.d.location_oid(row["site_id"])})
         when = row["date_created"] or self.d.newest or EPOCH
-        self.element(record, "DateTimeStamp", odm_datetime(when))
+        sub(record, "DateTimeStamp").text = odm_datetime(when)
         if row["reason_for_change"]:
-            self.element(record, "ReasonForChange", row["reason_for_change"])
+            sub(record, "ReasonForChange").text = self.text(row["reason_for_change"])
         if row["record_revision_id"] is not None:
-            self.element(record, "SourceID", f"recordRevisionId {row['record_revision_id']}")
+            sub(record, "SourceID").text = f"recordRevisionId {row['record_revision_id']}"
         self.stats.audit_records += 1
 
     def clinical(self, batches: Iterable[pa.RecordBatch]) -> None:
@@ -184,7 +196,7 @@ class _Writer:
         subject = contextlib.ExitStack()
         event = contextlib.ExitStack()
         try:
-            for row in _rows(batches):
+            for row in _rows(batches, self.text):
                 if row["subject_key"] != subject_key:
                     event.close()
                     subject.close()
@@ -227,10 +239,14 @@ class _Writer:
         return self.form_data(row, transaction, values)
 
 
-def _rows(batches: Iterable[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
-    """Rows as dicts, one Arrow batch converted at a time."""
+def _rows(batches: Iterable[pa.RecordBatch], text: XmlText) -> Iterator[dict[str, Any]]:
+    """Rows as dicts, one Arrow batch converted at a time, the record data made fit for XML
+    (counted in `text`)."""
     for batch in batches:
-        columns = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["record_data"], replaced = xml_map(columns["record_data"])
+        text.replaced += replaced
+        columns = {name: column.to_pylist() for name, column in columns.items()}
         for i in range(batch.num_rows):
             yield {name: values[i] for name, values in columns.items()}
 
