@@ -1,16 +1,18 @@
 """One dataset's rows as the pandas frame pyreadstat writes, and its rows of the mapping.
 
 Cells keep the DuckDB table's types: numbers as doubles (NaN and infinities, which no format
-holds, as missing: the `__raw` twin keeps the text), dates as dates, timestamps as datetimes,
-booleans as 1/0. Text over the format's value limit is split into pieces: `<name>`, `<name>2`,
-... (see `names.split_text`); a shorter value has empty further pieces. Missing text is written
-as empty text: none of the formats tells them apart (and pyreadstat fails on a missing Stata
-strL).
+holds, as missing: the `__raw` twin keeps the text), dates as dates, timestamps as datetimes
+(microseconds), booleans as 1/0. Missing text is written as empty text: none of the formats
+tells them apart (and pyreadstat fails on a missing Stata strL).
+
+Text over the format's value limit is split into pieces: `<name>`, `<name>2`, ... (see
+`names.split_text`); a shorter value has empty further pieces. Text columns stay Arrow-backed
+(`pd.ArrowDtype`): pyreadstat writes the same bytes from them without a Python object per cell,
+which halves the memory of a large form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,7 @@ MAPPING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("parts", "pieces of the column"),
     ("storage", "text, number, date, datetime, boolean"),
 )
+_TEXT = pd.ArrowDtype(pa.string())
 
 
 class SplitRefused(Exception):
@@ -45,7 +48,7 @@ class SplitRefused(Exception):
 
 @dataclass
 class Frame:
-    """A dataset ready for pyreadstat: the frame, its labels, and its mapping rows."""
+    """A dataset ready for pyreadstat: the frame, its labels, formats and mapping rows."""
 
     frame: pd.DataFrame
     labels: list[str]
@@ -54,38 +57,49 @@ class Frame:
     split_values: int = 0  # values written in more than one piece
 
 
-def _pieces(values: pa.ChunkedArray | pa.Array, rules: FormatRules, where: str,
-            keys: Sequence[Any]) -> list[list[str | None]]:
+def _text(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+
+
+def _text_series(values: pa.ChunkedArray) -> pd.Series:
+    return pd.Series(pc.fill_null(_text(values), ""), dtype=_TEXT)
+
+
+def _values(values: pa.ChunkedArray, column: Column, rules: FormatRules) -> tuple[Any, str | None]:
+    """A column that needs no split, as pyreadstat takes it, and its format when one is due."""
+    storage = column.storage
+    if storage in ("number", "boolean"):
+        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), None
+    if storage == "datetime":
+        # microseconds, without a zone (UTC wall time): pyreadstat misreads datetime64[s]
+        return pc.cast(values, pa.timestamp("us")).to_pandas(), None
+    if storage == "date":
+        if values.null_count == len(values):
+            # no value tells pyreadstat it is a date: missing numbers in a date format
+            return pd.Series([float("nan")] * len(values), dtype="float64"), rules.date_format
+        return pd.Series(values.to_pylist(), dtype=object), None
+    return _text_series(values), None
+
+
+
+def _pieces(values: pa.ChunkedArray, rules: FormatRules, where: str,
+            keys: pa.ChunkedArray | None) -> list[list[str]]:
     """Each value's pieces (only the values over the limit are cut)."""
     limit = rules.value_max
     assert limit is not None
-    lengths = pc.binary_length(values).to_pylist()
-    texts = values.to_pylist()
-    out: list[list[str | None]] = []
-    for i, (text, size) in enumerate(zip(texts, lengths, strict=True)):
-        if size is None or size <= limit:
-            out.append([text])
+    out: list[list[str]] = []
+    for i, text in enumerate(_text(values).to_pylist()):
+        size = len(text.encode()) if text else 0
+        if size <= limit:
+            out.append([text or ""])
             continue
         try:
-            out.append(list(split_text(text, limit, rules.keeps_trailing_blanks)))
+            out.append(split_text(text, limit, rules.keeps_trailing_blanks))
         except Unsplittable as err:
-            raise SplitRefused(f"{where}, record {keys[i]}: a {size}-byte text cannot be "
-                               f"split for {rules.what}: {err}") from None
+            key = keys[i].as_py() if keys is not None else i + 1
+            raise SplitRefused(f"{where}, record {key}: a {size}-byte text cannot be split for "
+                               f"{rules.what}: {err}") from None
     return out
-
-
-def _values(values: pa.ChunkedArray, storage: str) -> Any:
-    if storage in ("number", "boolean"):
-        return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-    if storage == "datetime":
-        if values.type.tz is not None:  # as UTC wall time: the formats know no time zones
-            values = pc.cast(values, pa.timestamp(values.type.unit))
-        return values.to_pandas()
-    if storage == "date":
-        return pd.Series(values.to_pylist(), dtype=object)
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        values = pc.cast(values, pa.string())
-    return pd.Series(pc.fill_null(values, "").to_pylist(), dtype=object)
 
 
 def _place(dataset: Dataset) -> str:
@@ -109,51 +123,55 @@ def dataset_row(dataset: Dataset) -> dict[str, Any]:
             "parts": None, "storage": None}
 
 
+def _too_long(values: pa.ChunkedArray, limit: int | None) -> bool:
+    if limit is None or len(values) == 0:
+        return False
+    longest = pc.max(pc.binary_length(_text(values))).as_py()
+    return longest is not None and longest > limit
+
+
 def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: str) -> Frame:
-    """The dataset's frame for `rules`' format from its DuckDB table (columns in its order)."""
+    """The dataset's frame for `rules`' format from its DuckDB table (columns in its order,
+    the further pieces of a split column right after its first)."""
     table = pa.Table.from_batches([finite(b) for b in table.to_batches()], schema=table.schema)
-    keys: list[Any] = (table.column(dataset.key_column).to_pylist()
-                       if dataset.key_column else list(range(1, table.num_rows + 1)))
+    keys = table.column(dataset.key_column) if dataset.key_column else None
+    out = Frame(pd.DataFrame(), [])
     data: dict[str, Any] = {}
-    labels: list[str] = []
-    out = Frame(pd.DataFrame(), labels)
-    split_later: list[tuple[Column, list[list[str | None]], int]] = []
+    split: list[tuple[Column, list[list[str]]]] = []
     for column in dataset.columns:
         values = table.column(column.source)
-        if column.storage == STORAGE_TEXT and rules.value_max is not None:
+        if column.storage == STORAGE_TEXT and _too_long(values, rules.value_max):
             where = f"study {study}, {_place(dataset)}, variable {column.original}"
             pieces = _pieces(values, rules, where, keys)
-            parts = max((len(p) for p in pieces), default=1)
-            data[column.short] = pd.Series([p[0] or "" for p in pieces], dtype=object)
-            if parts > 1:
-                split_later.append((column, pieces, parts))
-                out.split_values += sum(1 for p in pieces if len(p) > 1)
-        elif column.storage == "date" and values.null_count == len(values):
-            # no value to tell pyreadstat it is a date: a missing number in a date format
-            data[column.short] = pd.Series([float("nan")] * len(values), dtype="float64")
-            out.formats[column.short] = rules.date_format
-            parts = 1
+            split.append((column, pieces))
+            data[column.short] = pd.Series([p[0] for p in pieces], dtype=object)
+            out.split_values += sum(1 for p in pieces if len(p) > 1)
         else:
-            data[column.short] = _values(values, column.storage)
-            parts = 1
-        labels.append(column.short_label)
-        out.mapping.append(_row(dataset, column, column.short, column.short_label, 1, parts))
-    # the further pieces are named after every whole column and written right after their first
-    order = [c.short for c in dataset.columns]
-    for column, pieces, parts in split_later:
-        at = order.index(column.short)
-        for part in range(2, parts + 1):
+            data[column.short], fmt = _values(values, column, rules)
+            if fmt is not None:
+                out.formats[column.short] = fmt
+    # the further pieces are named after every whole column (so no whole column's name
+    # depends on the data)
+    parts = {c.short: max(len(p) for p in pieces) for c, pieces in split}
+    later: dict[str, list[tuple[str, str]]] = {}
+    for column, pieces in split:
+        for part in range(2, parts[column.short] + 1):
             short = dataset.names.take_part(column.short, part)
             label = short_label(column.label, rules.label_max, f" ({part})")
             data[short] = pd.Series([p[part - 1] if len(p) >= part else "" for p in pieces],
                                     dtype=object)
-            at += 1
-            order.insert(at, short)
-            labels.insert(at, label)
-            out.mapping.append(_row(dataset, column, short, label, part, parts))
+            later.setdefault(column.short, []).append((short, label))
+    order: list[str] = []
+    for column in dataset.columns:
+        n = parts.get(column.short, 1)
+        order.append(column.short)
+        out.labels.append(column.short_label)
+        out.mapping.append(_row(dataset, column, column.short, column.short_label, 1, n))
+        for part, (short, label) in enumerate(later.get(column.short, []), start=2):
+            order.append(short)
+            out.labels.append(label)
+            out.mapping.append(_row(dataset, column, short, label, part, n))
     out.frame = pd.DataFrame({name: data[name] for name in order}, columns=order)
-    out.labels = labels
-    out.mapping.sort(key=lambda r: order.index(r["shortnm"]))
     return out
 
 
