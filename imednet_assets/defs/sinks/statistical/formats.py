@@ -30,6 +30,9 @@ class FormatRules:
     keeps_trailing_blanks: bool  # SAS and SPSS pad text with blanks and drop them on reading
     reserved: frozenset[str]  # names the software keeps for itself (compared in lower case)
     date_format: str  # given to a date column without any value (else pyreadstat makes it text)
+    # the magnitudes a number may have (IBM floats of SAS transport: ReadStat writes a larger one
+    # as infinity and a smaller one as 0 without a word); None: every finite double
+    number_range: tuple[float, float] | None
     write: Callable[..., None]
     write_options: tuple[tuple[str, Any], ...] = ()
 
@@ -48,15 +51,17 @@ FORMATS: dict[StatFormat, FormatRules] = {
         "xpt", "SAS transport (XPT version 5)", ".xpt", name_max=8, upper=True, label_max=40,
         file_label_max=40, value_max=200, keeps_trailing_blanks=False,
         reserved=frozenset({"_n_", "_error_", "_all_", "_character_", "_numeric_"}),
-        date_format="DATE9", write=pyreadstat.write_xport,
+        date_format="DATE9", number_range=(16.0**-65, (1 - 16.0**-14) * 16.0**63),
+        write=pyreadstat.write_xport,
         write_options=(("file_format_version", 5),)),
     "sav": FormatRules(
         "sav", "SPSS system file", ".sav", name_max=64, upper=False, label_max=255,
         file_label_max=64, value_max=32_767, keeps_trailing_blanks=False,
-        reserved=_SPSS_RESERVED, date_format="DATE11", write=pyreadstat.write_sav),
+        reserved=_SPSS_RESERVED, date_format="DATE11", number_range=None,
+        write=pyreadstat.write_sav),
     "dta": FormatRules(
         "dta", "Stata dataset (version 15, strL for long text)", ".dta", name_max=32,
         upper=False, label_max=80, file_label_max=80, value_max=None, keeps_trailing_blanks=True,
-        reserved=_STATA_RESERVED, date_format="%td", write=pyreadstat.write_dta,
+        reserved=_STATA_RESERVED, date_format="%td", number_range=None, write=pyreadstat.write_dta,
         write_options=(("version", 15),)),
 }

@@ -1,7 +1,8 @@
 """One dataset's rows as the pandas frame pyreadstat writes, and its rows of the mapping.
 
 Cells keep the DuckDB table's types: numbers as doubles (NaN and infinities, which no format
-holds, as missing: the `__raw` twin keeps the text), dates as dates, timestamps as datetimes
+holds, as missing, and in SAS transport numbers beyond its IBM floats' range too, counted: the
+`__raw` twin keeps the text), dates as dates, timestamps as datetimes
 (microseconds), booleans as 1/0. Missing text is written as empty text: none of the formats
 tells them apart (and pyreadstat fails on a missing Stata strL).
 
@@ -55,6 +56,7 @@ class Frame:
     mapping: list[dict[str, Any]] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)  # pyreadstat's variable_format
     split_values: int = 0  # values written in more than one piece
+    out_of_range: int = 0  # numbers the format cannot hold, written as missing
 
 
 def _text(values: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -63,6 +65,19 @@ def _text(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _text_series(values: pa.ChunkedArray) -> pd.Series:
     return pd.Series(pc.fill_null(_text(values), ""), dtype=_TEXT)
+
+
+def in_range(values: pa.ChunkedArray, rules: FormatRules) -> tuple[pa.ChunkedArray, int]:
+    """Numbers the format cannot hold as missing, and how many there were."""
+    if rules.number_range is None:
+        return values, 0
+    low, high = rules.number_range
+    size = pc.abs(values)
+    outside = pc.or_(pc.greater(size, high), pc.and_(pc.greater(size, 0), pc.less(size, low)))
+    count = pc.sum(outside).as_py() or 0
+    if count:
+        values = pc.if_else(outside, pa.scalar(None, values.type), values)
+    return values, count
 
 
 def _values(values: pa.ChunkedArray, column: Column, rules: FormatRules) -> tuple[Any, str | None]:
@@ -140,6 +155,9 @@ def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: st
     split: list[tuple[Column, list[list[str]]]] = []
     for column in dataset.columns:
         values = table.column(column.source)
+        if column.storage == "number":
+            values, dropped = in_range(pc.cast(values, pa.float64()), rules)
+            out.out_of_range += dropped
         if column.storage == STORAGE_TEXT and _too_long(values, rules.value_max):
             where = f"study {study}, {_place(dataset)}, variable {column.original}"
             pieces = _pieces(values, rules, where, keys)

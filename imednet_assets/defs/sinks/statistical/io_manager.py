@@ -113,6 +113,8 @@ class StatisticalIOManager(DestinationIOManager):
             "datasets": dg.MetadataValue.json(dict(sorted(stats.datasets.items()))),
             "rows_by_table": dg.MetadataValue.json(dict(sorted(stats.rows.items()))),
             "split_values": stats.split_values,
+            # numbers beyond what SAS transport holds, written as missing (the raw text keeps them)
+            "numbers_out_of_range": stats.out_of_range,
             "bytes": target.stat().st_size,
             "sha256": digest,
             "unchanged": not changed,

@@ -48,6 +48,7 @@ class ExportStats:
 
     rows: dict[str, int] = field(default_factory=dict)
     split_values: int = 0
+    out_of_range: int = 0
     datasets: dict[str, str] = field(default_factory=dict)  # DuckDB table -> dataset name
 
 
@@ -111,6 +112,7 @@ def write_export(path: Path, fmt: StatFormat, tables: StudyTables, extracted_at:
             _write_dataset(zf, scratch, rules, dataset, frame, extracted_at)
             stats.rows[dataset.table] = len(frame.frame)
             stats.split_values += frame.split_values
+            stats.out_of_range += frame.out_of_range
             stats.datasets[dataset.table] = dataset.name
             rows += [dataset_row(dataset), *frame.mapping]
         mapping = mapping_table(rows)

@@ -78,7 +78,8 @@ def hostile_study(lake: Path, study: str = "A", *, refuse: bool = False) -> None
                          HOSTILE: 'multi\nline, "quoted"', "体重": "", "select": "",
                          "record_id": "ctl\x01\x07", COLLIDER: "NaN",
                          LONG_NAME: BLANKS if refuse else "short"}),
-        record(3, "VS", {"sysbp": "120", "select": "-", HOSTILE: "体重 😀 ﷽"}, deleted=True),
+        record(3, "VS", {"sysbp": "1e300", "体重": "1e-300", "select": "-",
+                         HOSTILE: "体重 😀 ﷽"}, deleted=True),
         record(4, "Adverse events $.", {"ae term": "Headache"}, parent_record_id=1),
     ]
     write_study(lake, study, ["VS", "Adverse events $.", "EMPTY"], variables, records)
@@ -151,7 +152,8 @@ def unneutralised(text: str) -> str | None:
 def expected(value: Any, storage: str, fmt: str) -> Any:
     """What a DuckDB cell reads back as, by the formats' own rules (stated in the mapping's
     storage column and the module docs): missing and empty text are one; SAS and SPSS drop
-    trailing blanks; numbers that are not finite are missing; booleans are 1/0."""
+    trailing blanks; numbers that are not finite are missing, in SAS transport also those beyond
+    its IBM floats (about 5.4e-79 to 7.2e75 in size); booleans are 1/0."""
     if value is None:
         return None
     if storage == "text":
@@ -160,6 +162,8 @@ def expected(value: Any, storage: str, fmt: str) -> Any:
     if storage == "boolean":
         return float(value)
     if storage == "number":
+        if fmt == "xpt" and (abs(value) > 7.2e75 or 0 < abs(value) < 5.4e-79):
+            return None
         return float(value) if math.isfinite(value) else None
     return value
 

@@ -107,6 +107,10 @@ def test_materialization_reports_rows_datasets_and_path(exports: Exports) -> Non
     assert meta["xpt"]["split_values"].value == 3
     assert meta["sav"]["split_values"].value == 1
     assert meta["dta"]["split_values"].value == 0
+    # 1e300 and 1e-300: beyond SAS transport's IBM floats (ReadStat would write inf and 0)
+    assert meta["xpt"]["numbers_out_of_range"].value == 2
+    assert meta["sav"]["numbers_out_of_range"].value == meta["dta"][
+        "numbers_out_of_range"].value == 0
 
 
 def test_replay_gives_identical_files_and_headers_carry_the_lake_time(exports: Exports) -> None:
