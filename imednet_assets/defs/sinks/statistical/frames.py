@@ -4,7 +4,8 @@ Cells keep the DuckDB table's types: numbers as doubles (NaN and infinities, whi
 holds, as missing, and in SAS transport numbers beyond its IBM floats' range too, counted: the
 `__raw` twin keeps the text), dates as dates, timestamps as datetimes
 (microseconds), booleans as 1/0. Missing text is written as empty text: none of the formats
-tells them apart (and pyreadstat fails on a missing Stata strL).
+tells them apart (and pyreadstat fails on a missing Stata strL). A text holding a NUL character
+is refused: ReadStat would end it there without a word.
 
 Text over the format's value limit is split into pieces: `<name>`, `<name>2`, ... (see
 `names.split_text`); a shorter value has empty further pieces. Text columns stay Arrow-backed
@@ -43,7 +44,7 @@ MAPPING_COLUMNS: tuple[tuple[str, str], ...] = (
 _TEXT = pd.ArrowDtype(pa.string())
 
 
-class SplitRefused(Exception):
+class ValueRefused(Exception):
     """A value that cannot be written; the message names study, form, record and variable."""
 
 
@@ -112,7 +113,7 @@ def _pieces(values: pa.ChunkedArray, rules: FormatRules, where: str,
             out.append(split_text(text, limit, rules.keeps_trailing_blanks))
         except Unsplittable as err:
             key = keys[i].as_py() if keys is not None else i + 1
-            raise SplitRefused(f"{where}, record {key}: a {size}-byte text cannot be split for "
+            raise ValueRefused(f"{where}, record {key}: a {size}-byte text cannot be split for "
                                f"{rules.what}: {err}") from None
     return out
 
@@ -138,6 +139,17 @@ def dataset_row(dataset: Dataset) -> dict[str, Any]:
             "parts": None, "storage": None}
 
 
+def _refuse_nul(values: pa.ChunkedArray, where: str, keys: pa.ChunkedArray | None) -> None:
+    """Refuse a text with a NUL character (the formats' C strings would end there)."""
+    found = pc.fill_null(pc.match_substring(_text(values), "\x00"), False)
+    if not pc.any(found).as_py():
+        return
+    i = pc.index(found, True).as_py()
+    key = keys[i].as_py() if keys is not None else i + 1
+    raise ValueRefused(f"{where}, record {key}: the text holds a NUL character, which the "
+                       "format would cut off there")
+
+
 def _too_long(values: pa.ChunkedArray, limit: int | None) -> bool:
     if limit is None or len(values) == 0:
         return False
@@ -158,8 +170,10 @@ def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: st
         if column.storage == "number":
             values, dropped = in_range(pc.cast(values, pa.float64()), rules)
             out.out_of_range += dropped
+        where = f"study {study}, {_place(dataset)}, variable {column.original}"
+        if column.storage == STORAGE_TEXT:
+            _refuse_nul(values, where, keys)
         if column.storage == STORAGE_TEXT and _too_long(values, rules.value_max):
-            where = f"study {study}, {_place(dataset)}, variable {column.original}"
             pieces = _pieces(values, rules, where, keys)
             split.append((column, pieces))
             data[column.short] = pd.Series([p[0] for p in pieces], dtype=object)

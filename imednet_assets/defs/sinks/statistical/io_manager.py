@@ -24,7 +24,7 @@ from imednet_assets.defs.sinks.bundles.io_manager import BUNDLES_DIRNAME, write_
 from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError, error_detail
 from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
 from imednet_assets.defs.sinks.statistical.formats import FORMATS, StatFormat
-from imednet_assets.defs.sinks.statistical.frames import SplitRefused
+from imednet_assets.defs.sinks.statistical.frames import ValueRefused
 from imednet_assets.defs.sinks.statistical.writer import ExportStats, write_export
 from imednet_assets.defs.sinks.tabular import StudyTables
 from imednet_assets.settings import data_dir, redact
@@ -96,7 +96,7 @@ class StatisticalIOManager(DestinationIOManager):
         try:
             with StudyTables(obj.study_key, obj.slices) as tables:
                 _, digest, changed = write_atomically(target, write, run_id)
-        except SplitRefused as err:
+        except ValueRefused as err:
             raise DestinationError(
                 f"{DESTINATION}: the {obj.fmt} export refused a value ({err}); the previous "
                 "export is kept") from None

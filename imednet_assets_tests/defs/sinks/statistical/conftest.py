@@ -49,7 +49,8 @@ HUGE = "é" * 20_000 + "x" * 1_000  # 41,000 bytes: two SPSS pieces
 BLANKS = "x" + " " * 250 + "y"  # no SAS piece can end in a blank: refused
 
 
-def hostile_study(lake: Path, study: str = "A", *, refuse: bool = False) -> None:
+def hostile_study(lake: Path, study: str = "A", *, refuse: bool = False,
+                  nul: bool = False) -> None:
     """Names with blanks, `$`, `.`, quotes, SQL words, unicode and colliding long names, labels
     over every limit, texts over 200 bytes, dates, numbers, booleans and missing values."""
     variables = [
@@ -80,7 +81,8 @@ def hostile_study(lake: Path, study: str = "A", *, refuse: bool = False) -> None
                          LONG_NAME: BLANKS if refuse else "short"}),
         record(3, "VS", {"sysbp": "1e300", "体重": "1e-300", "select": "-",
                          HOSTILE: "体重 😀 ﷽"}, deleted=True),
-        record(4, "Adverse events $.", {"ae term": "Headache"}, parent_record_id=1),
+        record(4, "Adverse events $.", {"ae term": "Head\x00ache" if nul else "Headache"},
+               parent_record_id=1),
     ]
     write_study(lake, study, ["VS", "Adverse events $.", "EMPTY"], variables, records)
 

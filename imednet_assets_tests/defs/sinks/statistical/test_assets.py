@@ -146,3 +146,18 @@ def test_a_value_that_cannot_be_split_is_refused_naming_study_form_record_variab
     assert "study A, form VS, variable " + LONG_NAME + ", record 2" in message
     assert "SAS transport" in message and "blanks" in message
     assert exports.files() == before  # the previous exports are kept
+
+
+def test_a_text_with_a_nul_character_is_refused_naming_study_form_record_variable(
+    exports: Exports,
+) -> None:
+    hostile_study(exports.lake, nul=True)
+    assert exports.duckdb_tables("A")["form_Adverse_events"].column("ae_term")[0].as_py() == (
+        "Head\x00ache")  # DuckDB holds it; ReadStat would write "Head"
+    result = exports.run("A", raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert "study A, form Adverse events $., variable ae term, record 4: the text holds a NUL" \
+        in message
+    assert exports.files() == {}
