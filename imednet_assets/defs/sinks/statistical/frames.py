@@ -15,6 +15,7 @@ which halves the memory of a large form.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,10 +186,11 @@ def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: st
     # the further pieces are named after every whole column (so no whole column's name
     # depends on the data)
     parts = {c.short: max(len(p) for p in pieces) for c, pieces in split}
+    names = copy.deepcopy(dataset.names)  # the plan stays as it was: a frame can be rebuilt
     later: dict[str, list[tuple[str, str]]] = {}
     for column, pieces in split:
         for part in range(2, parts[column.short] + 1):
-            short = dataset.names.take_part(column.short, part)
+            short = names.take_part(column.short, part)
             label = short_label(column.label, rules.label_max, f" ({part})")
             data[short] = pd.Series([p[part - 1] if len(p) >= part else "" for p in pieces],
                                     dtype=object)
@@ -203,8 +205,24 @@ def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: st
             order.append(short)
             out.labels.append(label)
             out.mapping.append(_row(dataset, column, short, label, part, n))
+    if rules.max_columns is not None and len(order) > rules.max_columns:
+        raise ValueRefused(_too_many(dataset, split, keys, len(order), rules, study))
     out.frame = pd.DataFrame({name: data[name] for name in order}, columns=order)
     return out
+
+
+def _too_many(dataset: Dataset, split: list[tuple[Column, list[list[str]]]],
+              keys: pa.ChunkedArray | None, columns: int, rules: FormatRules, study: str) -> str:
+    """Why a dataset has more columns than the format holds: the value split the most."""
+    message = (f"study {study}, {_place(dataset)}: {columns} columns, more than the "
+               f"{rules.max_columns} {rules.what} holds")
+    if not split:
+        return message
+    column, pieces = max(split, key=lambda s: max(len(p) for p in s[1]))
+    i = max(range(len(pieces)), key=lambda r: len(pieces[r]))
+    key = keys[i].as_py() if keys is not None else i + 1
+    return (f"{message} after splitting long texts; the longest: variable {column.original}, "
+            f"record {key}, {len(''.join(pieces[i]).encode())} bytes")
 
 
 def mapping_table(rows: list[dict[str, Any]]) -> pa.Table:
