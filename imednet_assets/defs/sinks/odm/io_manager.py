@@ -68,7 +68,7 @@ class OdmIOManager(DestinationIOManager):
         "study's other files).",
     )
     memory_limit: str = Field(
-        default="256MB",
+        default="128MB",
         description="DuckDB's memory for sorting the records and revisions (it spills beyond).",
     )
     batch_rows: int = Field(default=10_000, ge=1, description="Rows per Arrow batch read.")

@@ -38,40 +38,32 @@ WHERE NOT COALESCE(r.deleted, false)
 ORDER BY {_ORDER}
 """
 
-#: Every record revision in nesting order, then by revision (`part` 1). The current values come
-#: as a row of their own (`part` 0) just before the record's last revision that is not a deletion
-#: (the API keeps no earlier values), so the sort and joins carry the values once and the
-#: revisions narrow. A record without revisions comes once (`n` 0) with its current values.
+#: Every record revision in nesting order, oldest first (`part` 1), then the record's current
+#: values as a row of their own (`part` 2); the writer holds a record's few revisions until then
+#: and puts the values on the last one that is not a deletion (the API keeps no earlier values).
+#: No window and no aggregate, and only the revisions are joined (with the records' narrow keys):
+#: a plain external sort that DuckDB spills, so a million records fit a small memory limit.
 TRANSACTIONAL_SQL = f"""
 WITH keys AS (
     SELECT record_id, subject_key, subject_id, site_id, interval_id, visit_id, form_key
     FROM records
-), rev AS (
-    SELECT v.record_revision_id, v.record_id, v."user" AS user_name, v.reason_for_change,
-           COALESCE(v.deleted, false) AS removed, v.date_created,
-           COALESCE(v.site_id, r.site_id) AS site_id,  -- where the revision was made
-           CASE WHEN r.record_id IS NULL THEN {_SUBJECT.format(t='v')}
-                ELSE {_SUBJECT.format(t='r')} END AS subject_key,
-           CASE WHEN r.record_id IS NULL THEN v.interval_id ELSE r.interval_id END AS interval_id,
-           r.visit_id,
-           CASE WHEN r.record_id IS NULL THEN v.form_key ELSE r.form_key END AS form_key,
-           row_number() OVER (PARTITION BY v.record_id ORDER BY v.record_revision NULLS FIRST,
-                              v.date_created NULLS FIRST, v.record_revision_id) AS n
-    FROM record_revisions v LEFT JOIN keys r ON r.record_id = v.record_id
-), carrier AS (
-    SELECT record_id, max(n) FILTER (WHERE NOT removed) AS n FROM rev GROUP BY record_id
 )
-SELECT subject_key, site_id, interval_id, visit_id, form_key, record_id, n, 1 AS part,
-       record_revision_id, user_name, reason_for_change, removed, date_created,
+SELECT CASE WHEN r.record_id IS NULL THEN {_SUBJECT.format(t='v')}
+            ELSE {_SUBJECT.format(t='r')} END AS subject_key,
+       COALESCE(v.site_id, r.site_id) AS site_id,  -- where the revision was made
+       CASE WHEN r.record_id IS NULL THEN v.interval_id ELSE r.interval_id END AS interval_id,
+       r.visit_id,
+       CASE WHEN r.record_id IS NULL THEN v.form_key ELSE r.form_key END AS form_key,
+       v.record_id, 1 AS part, v.record_revision, v.record_revision_id, v."user" AS user_name,
+       v.reason_for_change, COALESCE(v.deleted, false) AS removed, v.date_created,
        NULL::MAP(VARCHAR, VARCHAR) AS record_data
-FROM rev
+FROM record_revisions v LEFT JOIN keys r ON r.record_id = v.record_id
 UNION ALL
 SELECT {_SUBJECT.format(t='r')}, r.site_id, r.interval_id, r.visit_id, r.form_key, r.record_id,
-       COALESCE(c.n, 0), 0, NULL, NULL, NULL, COALESCE(r.deleted, false), NULL,
-       CASE WHEN c.n IS NULL AND COALESCE(r.deleted, false) THEN NULL ELSE r.record_data END
-FROM records r LEFT JOIN carrier c ON c.record_id = r.record_id
-WHERE c.n IS NOT NULL OR c.record_id IS NULL
-ORDER BY {_ORDER}, n, part
+       2, NULL, NULL, NULL, NULL, COALESCE(r.deleted, false), NULL, r.record_data
+FROM records r
+ORDER BY {_ORDER}, part, record_revision NULLS FIRST, date_created NULLS FIRST,
+         record_revision_id
 """
 
 
@@ -144,8 +136,8 @@ class OdmSource:
     """
 
     def __init__(self, study_key: str, slices: Mapping[str, LakeSlice], *,
-                 spill_dir: Path | None = None, memory_limit: str = "256MB",
-                 batch_rows: int = 10_000, threads: int = 2) -> None:
+                 spill_dir: Path | None = None, memory_limit: str = "128MB",
+                 batch_rows: int = 10_000, threads: int = 1) -> None:
         missing = [e for e in ENTITIES if e not in slices]
         if missing:
             raise ValueError(f"the ODM export needs the lake slices of {', '.join(missing)}")

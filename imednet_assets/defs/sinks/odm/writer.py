@@ -57,7 +57,9 @@ class _Writer:
         self.d = dictionary
         self.text = XmlText()
         self.stats = OdmStats()
-        self.pending: tuple[Any, Any] | None = None  # (record id, values) for its next revision
+        # the current record's revisions (transaction, FormData), written once its values came
+        self.held: list[tuple[str, etree._Element]] = []
+        self.held_record: tuple = ()
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class _Writer:
         if transaction:
             attrs["TransactionType"] = transaction
         node = etree.Element("FormData", attrs)
-        if self.kind == "transactional" and row["n"]:
+        if self.kind == "transactional" and row["part"] == 1:
             self.audit(node, row)
         if values is not None:
             group_attrs = {"ItemGroupOID": form.group_oid}
@@ -197,6 +199,10 @@ class _Writer:
         event = contextlib.ExitStack()
         try:
             for row in _rows(batches, self.text):
+                record = (row["subject_key"], row["interval_id"], row["visit_id"],
+                          row["form_key"], row["record_id"])
+                if self.held and self.held_record != record:
+                    self.flush(None)  # a record the lake no longer holds: revisions only
                 if row["subject_key"] != subject_key:
                     event.close()
                     subject.close()
@@ -213,30 +219,44 @@ class _Writer:
                     if row["visit_id"] is not None:
                         attrs["StudyEventRepeatKey"] = str(row["visit_id"])
                     event.enter_context(self.xf.element("StudyEventData", **attrs))
-                node = self.record(row)
-                if node is not None:
-                    self.xf.write(node)
+                if self.kind == "snapshot":
+                    self.xf.write(self.form_data(row, None, row["record_data"]))
+                elif row["part"] == 1:
+                    self.revision(row, record)
+                elif self.held:
+                    self.flush(row)
+                else:  # a record the lake holds no revision of: its state as it is
+                    removed = row["removed"]
+                    self.xf.write(self.form_data(row, "Remove" if removed else "Upsert",
+                                                 None if removed else row["record_data"]))
+            if self.held:
+                self.flush(None)
         finally:
             event.close()
             subject.close()
 
-    def record(self, row: Mapping[str, Any]) -> etree._Element | None:
-        """The row's FormData; a transactional values row (`part` 0) is held for the revision
-        that follows it and gives none."""
-        if self.kind == "snapshot":
-            return self.form_data(row, None, row["record_data"])
-        if row["part"] == 0 and row["n"]:
-            self.pending = (row["record_id"], row["record_data"])
-            return None
-        if row["n"] == 0:  # a record the lake holds no revision of: its state as it is
-            removed = row["removed"]
-            return self.form_data(row, "Remove" if removed else "Upsert",
-                                  None if removed else row["record_data"])
-        values = None
-        if self.pending is not None and self.pending[0] == row["record_id"]:
-            values, self.pending = self.pending[1], None
-        transaction = "Remove" if row["removed"] else "Insert" if row["n"] == 1 else "Update"
-        return self.form_data(row, transaction, values)
+    def revision(self, row: Mapping[str, Any], record: tuple) -> None:
+        """Hold one revision of the current record: Insert first, Update after, Remove for a
+        deletion (values come with the record's row, see `flush`)."""
+        n = len(self.held) + 1
+        transaction = "Remove" if row["removed"] else "Insert" if n == 1 else "Update"
+        self.held.append((transaction, self.form_data(row, transaction, None)))
+        self.held_record = record
+
+    def flush(self, current: Mapping[str, Any] | None) -> None:
+        """Write the held revisions; the `current` record's values go on the last revision
+        that is not a deletion."""
+        live = [(t, node) for t, node in self.held if t != "Remove"]
+        if current is not None and live:
+            transaction, node = live[-1]
+            form = self.d.forms[current["form_key"]]
+            group = etree.SubElement(node, "ItemGroupData", {"ItemGroupOID": form.group_oid,
+                                                             "TransactionType": transaction})
+            self.items(group, form, current["record_data"],
+                       "Upsert" if transaction == "Update" else transaction)
+        for _, node in self.held:
+            self.xf.write(node)
+        self.held = []
 
 
 def _rows(batches: Iterable[pa.RecordBatch], text: XmlText) -> Iterator[dict[str, Any]]:
