@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 import zipfile
+from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from imednet_assets.defs.ingest.assets import ENTITIES
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.bundles.content import extraction_time
 from imednet_assets.defs.sinks.duckdb.naming import META_COLUMNS
+from imednet_assets.defs.sinks.statistical.assets import statistical_assets
+from imednet_assets.defs.sinks.statistical.definitions import statistical_resources
 from imednet_assets.defs.sinks.statistical.formats import FORMATS
 from imednet_assets.defs.sinks.statistical.names import shortened
+from imednet_assets_tests.defs.sinks.duckdb.conftest import Sink as DuckdbSink
 from imednet_assets_tests.defs.sinks.statistical.checks import check_format
 from imednet_assets_tests.defs.sinks.statistical.conftest import (
     COLLIDER,
@@ -161,3 +169,47 @@ def test_a_text_with_a_nul_character_is_refused_naming_study_form_record_variabl
     assert "study A, form Adverse events $., variable ae term, record 4: the text holds a NUL" \
         in message
     assert exports.files() == {}
+
+
+def _comparable(row: tuple) -> tuple:
+    return tuple("NaN" if isinstance(v, float) and v != v else v for v in row)
+
+
+def test_the_tables_compared_with_are_the_duckdb_sinks_own(exports: Exports,
+                                                          tmp_path: Path) -> None:
+    """The exports are checked against `StudyTables`; here those equal the DuckDB file's form
+    tables for the hostile study, cell for cell."""
+    hostile_study(exports.lake)
+    sink = DuckdbSink(tmp_path)  # the same lake folder
+    assert sink.lake == exports.lake
+    sink.run("A")
+    for name, table in exports.duckdb_tables("A").items():
+        if not name.startswith("form_"):
+            continue
+        ours = sorted((_comparable(tuple(r.values())) for r in table.to_pylist()), key=repr)
+        duck = sorted((_comparable(r) for r in sink.query(f'SELECT * FROM "{name}"')), key=repr)
+        assert ours == duck, name
+
+
+def test_one_run_over_two_studies_writes_what_one_run_per_study_writes(
+    exports: Exports, tmp_path: Path,
+) -> None:
+    hostile_study(exports.lake, "A")
+    hostile_study(exports.lake, "B/2")  # a key that must be encoded in the folder name
+    exports.run("A")
+    exports.run("B/2")
+    per_study = exports.files()
+    root = tmp_path / "one-run"
+    upstream = [dg.AssetSpec(["imednet", e], partitions_def=study_partitions) for e in ENTITIES]
+    job = dg.Definitions(
+        assets=[*upstream, *statistical_assets],
+        resources={"lake_io_manager": LakeIOManager(root=str(exports.lake)),
+                   **statistical_resources(str(root))},
+    ).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(instance=exports.instance, tags={
+        "dagster/asset_partition_range_start": "A", "dagster/asset_partition_range_end": "B/2"})
+    assert result.success
+    done = {(e.asset_key.path[-1], e.partition) for e in result.get_asset_materialization_events()}
+    assert done == {(f, s) for f in FORMATS for s in ("A", "B/2")}
+    assert {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()} == per_study
