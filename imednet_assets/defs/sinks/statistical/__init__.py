@@ -13,5 +13,6 @@ names and labels are shortened deterministically (`names`), text over SAS's 200 
 one long comment must not block a study's export). What cannot be written exactly is refused
 with a message naming study, form, record and variable: a run of blanks longer than a piece
 (SAS and SPSS drop trailing blanks) and a NUL character. Numbers beyond SAS's IBM floats are
-written as missing and counted (the `__raw` text keeps them).
+written as missing and counted (the `__raw` text keeps them). Cells are typed as in DuckDB:
+numbers, dates, datetimes; booleans as 1/0 (with value labels "true"/"false" in SPSS and Stata).
 """

@@ -34,6 +34,7 @@ class FormatRules:
     # as infinity and a smaller one as 0 without a word); None: every finite double
     number_range: tuple[float, float] | None
     max_columns: int | None  # variables a dataset may have (SAS transport: a 4-digit count)
+    value_labels: bool  # booleans get the value labels 1 "true", 0 "false" (not in transport)
     write: Callable[..., None]
     write_options: tuple[tuple[str, Any], ...] = ()
 
@@ -53,18 +54,20 @@ FORMATS: dict[StatFormat, FormatRules] = {
         file_label_max=40, value_max=200, keeps_trailing_blanks=False,
         reserved=frozenset({"_n_", "_error_", "_all_", "_character_", "_numeric_"}),
         date_format="DATE9", number_range=(16.0**-65, (1 - 16.0**-14) * 16.0**63),
-        max_columns=9_999,
+        max_columns=9_999, value_labels=False,
         write=pyreadstat.write_xport,
         write_options=(("file_format_version", 5),)),
     "sav": FormatRules(
         "sav", "SPSS system file", ".sav", name_max=64, upper=False, label_max=255,
         file_label_max=64, value_max=32_767, keeps_trailing_blanks=False,
         reserved=_SPSS_RESERVED, date_format="DATE11", number_range=None, max_columns=None,
+        value_labels=True,
         write=pyreadstat.write_sav),
     "dta": FormatRules(
         "dta", "Stata dataset (version 15, strL for long text)", ".dta", name_max=32,
         upper=False, label_max=80, file_label_max=80, value_max=None, keeps_trailing_blanks=True,
         reserved=_STATA_RESERVED, date_format="%td", number_range=None, max_columns=None,
+        value_labels=True,
         write=pyreadstat.write_dta,
         write_options=(("version", 15),)),
 }

@@ -43,6 +43,8 @@ MAPPING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("storage", "text, number, date, datetime, boolean"),
 )
 _TEXT = pd.ArrowDtype(pa.string())
+#: What a boolean's 1 and 0 say, where the format has value labels (SPSS, Stata).
+BOOLEAN_LABELS = {1.0: "true", 0.0: "false"}
 
 
 class ValueRefused(Exception):
@@ -57,6 +59,7 @@ class Frame:
     labels: list[str]
     mapping: list[dict[str, Any]] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)  # pyreadstat's variable_format
+    value_labels: dict[str, dict[float, str]] = field(default_factory=dict)
     split_values: int = 0  # values written in more than one piece
     out_of_range: int = 0  # numbers the format cannot hold, written as missing
 
@@ -183,6 +186,8 @@ def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: st
             data[column.short], fmt = _values(values, column, rules)
             if fmt is not None:
                 out.formats[column.short] = fmt
+            if column.storage == "boolean" and rules.value_labels:
+                out.value_labels[column.short] = BOOLEAN_LABELS
     # the further pieces are named after every whole column (so no whole column's name
     # depends on the data)
     parts = {c.short: max(len(p) for p in pieces) for c, pieces in split}

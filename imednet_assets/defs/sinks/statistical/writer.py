@@ -88,6 +88,8 @@ def _write_dataset(zf: zipfile.ZipFile, scratch: Path, rules: FormatRules, datas
             options["table_name"] = dataset.name
         if frame.formats:
             options["variable_format"] = frame.formats
+        if frame.value_labels:
+            options["variable_value_labels"] = frame.value_labels
         rules.write(frame.frame, str(file), file_label=dataset.short_label,
                     column_labels=frame.labels, **options)
         stamp_file(file, rules.fmt, when)

@@ -78,6 +78,10 @@ def test_every_cell_reads_back_equal_to_duckdb(exports: Exports, fmt: str) -> No
         assert all(len(pieces) == 1 for pieces in variables.values())  # Stata: strL
         assert variables[LONG_NAME][0][0] != variables[LONG_NAME + "2"][0][0]
         assert all(len(s) <= 32 for pieces in variables.values() for s, _, _ in pieces)
+    _, meta = found["datasets"][names["form_VS"]]
+    smoker = variables["smoker"][0][0]
+    assert meta.variable_value_labels.get(smoker) == (
+        None if fmt == "xpt" else {1.0: "true", 0.0: "false"})
     labels = {r["origname"]: (r["label"], r["shortlbl"]) for r in found["sheet"]
               if r["table"] == "form_VS" and r["part"] == "1"}
     assert labels[HOSTILE][0] == LONG_LABEL
