@@ -101,7 +101,6 @@ def _values(values: pa.ChunkedArray, column: Column, rules: FormatRules) -> tupl
     return _text_series(values), None
 
 
-
 def _pieces(values: pa.ChunkedArray, rules: FormatRules, where: str,
             keys: pa.ChunkedArray | None) -> list[list[str]]:
     """Each value's pieces (only the values over the limit are cut)."""
