@@ -32,4 +32,9 @@ def _export_asset(fmt: StatFormat) -> SinkPart:
         plan, kinds={KINDS[fmt]})
 
 
-statistical_assets: list[dg.AssetsDefinition] = SINK.assets([_export_asset(f) for f in FORMATS])
+#: The step writes SAS transport last: a value only it refuses (a run of blanks longer than a
+#: piece, a dataset over 9,999 variables) fails the step once the SPSS and Stata exports are in.
+WRITE_ORDER: tuple[StatFormat, ...] = ("sav", "dta", "xpt")
+
+statistical_assets: list[dg.AssetsDefinition] = SINK.assets(
+    [_export_asset(f) for f in WRITE_ORDER])

@@ -157,7 +157,14 @@ def test_a_value_that_cannot_be_split_is_refused_naming_study_form_record_variab
     message = failure.step_failure_data.error.message
     assert "study A, form VS, variable " + LONG_NAME + ", record 2" in message
     assert "SAS transport" in message and "blanks" in message
-    assert exports.files() == before  # the previous exports are kept
+    after = exports.files()
+    assert after["A/A.xpt.zip"] == before["A/A.xpt.zip"]  # the previous export is kept
+    # SPSS and Stata were written first, with the new value (no limit refuses it there)
+    assert after["A/A.sav.zip"] != before["A/A.sav.zip"]
+    assert after["A/A.dta.zip"] != before["A/A.dta.zip"]
+    assert sorted(after) == sorted(before)  # no temporaries left
+    for fmt in ("sav", "dta"):
+        check_format(exports, "A", fmt)
 
 
 def test_a_text_with_a_nul_character_is_refused_naming_study_form_record_variable(
