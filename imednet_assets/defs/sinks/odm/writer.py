@@ -2,9 +2,12 @@
 record revision), streamed with `lxml.etree.xmlfile`.
 
 Only the open ancestors (ODM, ClinicalData, the current SubjectData and StudyEventData) are held
-as open tags; each record's FormData is built as a small tree and written at once, so memory
-does not grow with the study. Every text and attribute value passes through `XmlText` (see
-`oids`); lxml escapes `<`, `&`, quotes, tabs and line breaks.
+as open tags; each record's FormData is built as a small tree and written at once (the
+transactional file holds one record's few revisions until its values come), so memory does not
+grow with the records. The metadata (Study, AdminData) is built whole: it grows with forms,
+variables, sites and users, not with records. Every text and attribute value from the lake is
+made fit for XML 1.0 (`oids.XmlText`, record values per Arrow batch by `oids.xml_map`); OIDs are
+plain ASCII by construction; lxml escapes `<`, `&`, quotes, tabs and line breaks.
 
 Layout: Study (GlobalVariables, MetaDataVersion: Protocol, StudyEventDef per interval, FormDef,
 ItemGroupDef (one per form) and ItemDef per variable), AdminData (a User per revision author, a
@@ -65,6 +68,7 @@ class _Writer:
 
     def element(self, parent: etree._Element | None, tag: str, text: str | None = None,
                 **attrs: str) -> etree._Element:
+        """A (sub)element with its attributes and text made fit for XML."""
         clean = {k: self.text(v) for k, v in attrs.items()}
         node = etree.Element(tag, clean) if parent is None else etree.SubElement(parent, tag,
                                                                                   clean)
@@ -73,9 +77,11 @@ class _Writer:
         return node
 
     def translated(self, parent: etree._Element, tag: str, text: str) -> None:
+        """`<tag><TranslatedText>text</TranslatedText></tag>` (Question, Description)."""
         etree.SubElement(self.element(parent, tag), "TranslatedText").text = self.text(text)
 
     def study(self) -> etree._Element:
+        """Study: GlobalVariables and the one MetaDataVersion (events, forms, groups, items)."""
         d = self.d
         study = self.element(None, "Study", OID=d.study_oid)
         glob = self.element(study, "GlobalVariables")
@@ -114,6 +120,8 @@ class _Writer:
         return study
 
     def admin(self) -> etree._Element:
+        """AdminData: a User per revision author, a Location per site (AuditRecord and SiteRef
+        refer to them)."""
         d = self.d
         admin = self.element(None, "AdminData", StudyOID=d.study_oid)
         for user, user_oid in d.users.items():
