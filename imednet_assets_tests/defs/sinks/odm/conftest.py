@@ -309,3 +309,24 @@ class Odm:
 @pytest.fixture
 def odm(tmp_path: Path) -> Odm:
     return Odm(tmp_path)
+
+
+def check_odm(lake: Path, study: str, snapshot: Path, transactional: Path) -> None:
+    """Both files valid and self-contained; the snapshot equals the lake's live records value for
+    value; the transactional file has one AuditRecord per lake revision."""
+    for path in (snapshot, transactional):
+        validate(path)
+        check_references(path)
+    variables = form_variables(lake, study)
+    expected = {
+        str(r["record_id"]): (xml_ok(r["subject_key"]), r["form_key"],
+                              None if r["visit_id"] is None else str(r["visit_id"]),
+                              expected_values(r["record_data"] or [], variables[r["form_key"]]))
+        for r in lake_records(lake, study).values() if not r["deleted"]}
+    got = {f.record_id: (f.subject_key, f.form_key, f.visit, f.values or {})
+           for f in read_odm(snapshot).forms}
+    assert got == expected
+    revisions = pq.read_table(study_dir(lake, "record_revisions", study),
+                              columns=["record_revision_id"]).column(0).to_pylist()
+    audits = [f.audit["source"] for f in read_odm(transactional).forms if f.audit]
+    assert sorted(audits) == sorted(f"recordRevisionId {r}" for r in revisions)
