@@ -35,6 +35,21 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _NOT_XML_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
 
 
+# the API's "YYYY-MM-DD HH:MM:SS" (imednet-api.md §1): ISO 8601 wants a `T` between
+_API_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
+
+
+def odm_value(value: str, odm_type: str) -> str:
+    """A value as ODM writes it: a `datetime` item's `YYYY-MM-DD HH:MM:SS` in ISO 8601 form
+    (`T` for the space, as ODM's datetime requires); everything else exactly as the API sent it
+    (a value that does not fit its type, like `ND` in a number, stays as entered)."""
+    if odm_type == "datetime":
+        found = _API_DATETIME.fullmatch(value)
+        if found:
+            return f"{found[1]}T{found[2]}"
+    return value
+
+
 def key_part(key: object) -> str:
     """One key as an OID part: percent-encoded, `.` and `~` too (empty stays empty)."""
     text = "" if key is None else str(key)

@@ -14,7 +14,8 @@ ItemGroupDef (one per form) and ItemDef per variable), AdminData (a User per rev
 Location per site), ClinicalData: SubjectData per subject (SiteRef of its first record) ->
 StudyEventData per visit (StudyEventRepeatKey: the visit id) -> FormData per record
 (FormRepeatKey: the record id) -> ItemGroupData -> ItemData per answered variable of the form
-(Value: the API's text exactly; a null answer is no ItemData).
+(Value: the API's text exactly, but a datetime item's space made a `T`; a null answer is no
+ItemData).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from lxml import etree
 
-from imednet_assets.defs.sinks.odm.oids import XmlText, odm_datetime, oid, xml_map
+from imednet_assets.defs.sinks.odm.oids import XmlText, odm_datetime, odm_value, oid, xml_map
 from imednet_assets.defs.sinks.odm.source import Dictionary, Form, OdmSource
 
 OdmKind = Literal["snapshot", "transactional"]
@@ -147,7 +148,7 @@ class _Writer:
             if item is None:  # housekeeping keys (dateCreated, unvnum...), unknown variables
                 self.stats.skipped_values += 1
             elif value is not None:
-                values.append((item.order, item.oid, value))
+                values.append((item.order, item.oid, odm_value(value, item.data_type)))
         # the hot loop: OIDs are plain ASCII and values were made fit for XML per batch
         # (`_rows`), so lxml gets them as they are
         sub = etree.SubElement

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,18 +274,26 @@ def lake_records(lake: Path, study: str) -> dict[int, dict[str, Any]]:
     return {r["record_id"]: r for f in files for r in pq.read_table(f).to_pylist()}
 
 
-def form_variables(lake: Path, study: str) -> dict[str, set[str]]:
+def form_variables(lake: Path, study: str) -> dict[str, dict[str, str | None]]:
+    """Form key -> variable name -> variable type, as the lake holds them."""
     table = pq.read_table(study_dir(lake, "variables", study))
-    out: dict[str, set[str]] = defaultdict(set)
+    out: dict[str, dict[str, str | None]] = defaultdict(dict)
     for row in table.to_pylist():
-        out[row["form_key"]].add(row["variable_name"])
+        out[row["form_key"]].setdefault(row["variable_name"], row["variable_type"])
     return out
 
 
-def expected_values(data: list[tuple[str, str | None]], names: set[str]) -> dict[str, str]:
+def expected_values(data: list[tuple[str, str | None]],
+                    types: dict[str, str | None]) -> dict[str, str]:
     """What a record's current values must read back as: its form's variables, nulls left out,
-    names and values with the characters XML cannot hold replaced."""
-    return {xml_ok(k): xml_ok(v) for k, v in data if k in names and v is not None}
+    names and values with the characters XML cannot hold replaced, DATETIME answers written
+    `YYYY-MM-DDTHH:MM:SS` (ISO 8601, as ODM's datetime wants)."""
+    def value(v: str, vtype: str | None) -> str:
+        if (vtype or "").upper() == "DATETIME" and re.fullmatch(r"[\d-]{10} [\d:]{8}", v):
+            return v.replace(" ", "T")
+        return v
+    return {xml_ok(k): xml_ok(value(v, types[k])) for k, v in data
+            if k in types and v is not None}
 
 
 class Odm:

@@ -7,7 +7,14 @@ import datetime as dt
 
 from lxml import etree
 
-from imednet_assets.defs.sinks.odm.oids import XmlText, data_type, odm_datetime, oid, xml_text
+from imednet_assets.defs.sinks.odm.oids import (
+    XmlText,
+    data_type,
+    odm_datetime,
+    odm_value,
+    oid,
+    xml_text,
+)
 
 KEYS = ["a.b", "a%2Eb", "a b", "a_b", "a-b", "a~b", "<&>\"'", "体重", "", "a.b.c", "a", "b.c"]
 
@@ -42,3 +49,12 @@ def test_characters_xml_cannot_hold_become_the_replacement_character_and_are_cou
 
 def test_datetimes_are_utc_iso() -> None:
     assert odm_datetime(dt.datetime(2024, 4, 9, 16, 40, 3, 500)) == "2024-04-09T16:40:03Z"
+
+
+def test_values_are_the_api_text_but_datetimes_in_iso_form() -> None:
+    assert odm_value("2024-04-09 16:40:03", "datetime") == "2024-04-09T16:40:03"
+    assert odm_value("2024-04-09 16:40:03.5", "datetime") == "2024-04-09T16:40:03.5"
+    for kept in ("2024-04-09", "2024-04-09 16:40", "ND", " 2024-04-09 16:40:03", ""):
+        assert odm_value(kept, "datetime") == kept
+    assert odm_value("2024-04-09 16:40:03", "text") == "2024-04-09 16:40:03"
+    assert odm_value("NaN", "float") == "NaN"

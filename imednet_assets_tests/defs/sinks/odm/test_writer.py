@@ -78,6 +78,7 @@ def test_the_snapshot_holds_every_live_record_with_its_current_values_exactly(
     values = got["1"][3]
     assert values['odd "name" \'<&>.%2E'] == "<b>&amp;</b> ]]> <!-- x --> <?pi?>"
     assert values["a%2Eb"] == " lead\ttab\nnew\r\nline  trail "
+    assert (values["vsdt"], values["vstm"]) == ("2024-04-09", "2024-04-09T16:40:03")  # ISO
     assert values["ctl\ufffdname"] == xml_ok(CONTROL) == "ctl" + "\ufffd" * 7 + " end"
     assert got["4"][3]["big"].endswith("<&>") and len(got["4"][3]["big"]) == 20_003
     assert got["2"][3] == {"sysbp": "ND", "smoker": "", 'odd "name" \'<&>.%2E':
