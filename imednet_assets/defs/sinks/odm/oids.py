@@ -35,8 +35,9 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _NOT_XML_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
 
 
-# the API's "YYYY-MM-DD HH:MM:SS" (imednet-api.md §1): ISO 8601 wants a `T` between
-_API_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)")
+# the API's "YYYY-MM-DD HH:MM:SS" (ASCII digits): ISO 8601 wants a `T` between date and time
+_API_DATETIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}) ([0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?)")
 
 
 def odm_value(value: str, odm_type: str) -> str:

@@ -54,7 +54,8 @@ def test_datetimes_are_utc_iso() -> None:
 def test_values_are_the_api_text_but_datetimes_in_iso_form() -> None:
     assert odm_value("2024-04-09 16:40:03", "datetime") == "2024-04-09T16:40:03"
     assert odm_value("2024-04-09 16:40:03.5", "datetime") == "2024-04-09T16:40:03.5"
-    for kept in ("2024-04-09", "2024-04-09 16:40", "ND", " 2024-04-09 16:40:03", ""):
+    for kept in ("2024-04-09", "2024-04-09 16:40", "ND", " 2024-04-09 16:40:03", "",
+                 "٢٠٢٤-04-09 16:40:03"):  # ASCII digits only
         assert odm_value(kept, "datetime") == kept
     assert odm_value("2024-04-09 16:40:03", "text") == "2024-04-09 16:40:03"
     assert odm_value("NaN", "float") == "NaN"
