@@ -19,6 +19,8 @@ def odm_resources(root: str | None = None) -> dict[str, object]:
 
 
 def build_defs() -> dg.Definitions:
-    """The two ODM assets (`odm/snapshot`, `odm/transactional`) and their IO manager; the lake
-    IO manager comes from the top level."""
-    return SINK.definitions(odm_assets, odm_resources())
+    """The two ODM assets (`odm/snapshot`, `odm/transactional`), the snapshot's reconciliation
+    check and their IO manager; the lake IO manager comes from the top level."""
+    from imednet_assets.defs.sinks.odm.checks import RECORD_CHECK
+
+    return SINK.definitions(odm_assets, odm_resources(), RECORD_CHECK)

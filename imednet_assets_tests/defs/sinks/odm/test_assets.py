@@ -84,6 +84,9 @@ def test_build_defs_gives_two_odm_assets_in_one_step() -> None:
         assert spec.kinds == {"xml"}
     assert asset.op.pool == "odm_writer"
     assert isinstance(defs.resources["odm_io_manager"], OdmIOManager)  # type: ignore[index]
+    [check] = defs.asset_checks  # type: ignore[misc]
+    assert [(k.asset_key.to_user_string(), k.name) for k in check.check_keys] == [
+        ("odm/snapshot", "every_record_once")]
 
 
 @pytest.mark.parametrize("kind", ["snapshot", "transactional"])
