@@ -36,6 +36,7 @@ from imednet_assets.defs.sinks.graph import definitions as graph_definitions
 from imednet_assets.defs.sinks.mongodb import definitions as mongodb_definitions
 from imednet_assets.defs.sinks.snowflake import definitions as snowflake_definitions
 from imednet_assets.defs.sinks.sql import definitions as sql_definitions
+from imednet_assets.defs.sinks.statistical import definitions as statistical_definitions
 from imednet_assets.settings import API_KEY_ENV, BASE_URL_ENV, SECURITY_KEY_ENV
 
 # Only `defs` may be a Definitions at module scope (Dagster refuses several), hence a function.
@@ -48,6 +49,7 @@ DESTINATIONS = {
     "snowflake": snowflake_definitions,
     "sql": sql_definitions,
     "bundles": bundles_definitions,
+    "statistical": statistical_definitions,
 }
 
 

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from imednet_assets import settings
+from imednet_assets.defs.execution import LOCAL_FILE_DESTINATIONS
 from imednet_assets.defs.lake.io_manager import configured_lake_io_manager
 from imednet_assets.scale_demo import (
     ScaleStack,
@@ -100,5 +101,5 @@ def test_two_workers_share_one_backfill_and_match_a_single_machine(stack) -> Non
     assert set(by_name) == {"w1", "w2"}, report.steps_by_worker
     # the files stay with the machine that holds them
     assert {"duckdb_write", "bundles_write"} <= set(by_name["w1"])
-    assert not {s for s in by_name["w2"] if s.startswith(("duckdb", "bundles"))}
+    assert not {s for s in by_name["w2"] if s.startswith(tuple(LOCAL_FILE_DESTINATIONS))}
     assert _exact(stack, stack.studies) == []

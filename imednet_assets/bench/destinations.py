@@ -83,6 +83,8 @@ BENCHES: tuple[DestinationBench, ...] = (
     DestinationBench(
         "bundles", "files (no server)", _paths("ours", "plain"), (Comparison("ours", "plain", 3.0),)
     ),
+    # issue 11: SAS transport, SPSS and Stata files of the study (seconds and peak RSS)
+    DestinationBench("statistical", "files (no server)", _paths("ours")),
 )
 
 

@@ -45,7 +45,7 @@ def test_with_an_object_store_lake_only_file_steps_are_pinned() -> None:
     here = {op for op, queue in ops.items() if queue == "here"}
     assert ops["imednet_ingest"] == ops["sql_write"] == "net"
     assert ops["imednet__records_lake_matches_api"] == "net"
-    assert here == {op for op in ops if op.startswith(("duckdb", "bundles"))}
+    assert here == {op for op in ops if op.startswith(tuple(execution.LOCAL_FILE_DESTINATIONS))}
     assert {"duckdb_write", "bundles_write", "duckdb__form_tables_every_record_once"} <= here
 
 
