@@ -34,6 +34,7 @@ from imednet_assets.defs.sinks.bundles import definitions as bundles_definitions
 from imednet_assets.defs.sinks.duckdb import definitions as duckdb_definitions
 from imednet_assets.defs.sinks.graph import definitions as graph_definitions
 from imednet_assets.defs.sinks.mongodb import definitions as mongodb_definitions
+from imednet_assets.defs.sinks.odm import definitions as odm_definitions
 from imednet_assets.defs.sinks.snowflake import definitions as snowflake_definitions
 from imednet_assets.defs.sinks.sql import definitions as sql_definitions
 from imednet_assets.defs.sinks.statistical import definitions as statistical_definitions
@@ -50,6 +51,7 @@ DESTINATIONS = {
     "sql": sql_definitions,
     "bundles": bundles_definitions,
     "statistical": statistical_definitions,
+    "odm": odm_definitions,
 }
 
 

@@ -171,9 +171,9 @@ def test_each_destination_joins_when_its_settings_are_present(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert bare.returncode == 0, bare.stderr[-3000:]
     out = json.loads(bare.stdout.strip().splitlines()[-1])
-    # the files under the data dir need no settings: bundles and statistical exports
-    assert out["destinations"] == ["bundles", "statistical"]
-    assert out["groups"] == ["bundles", "duckdb", "ingest", "statistical"]
+    # the files under the data dir need no settings: bundles, statistical exports, ODM
+    assert out["destinations"] == ["bundles", "statistical", "odm"]
+    assert out["groups"] == ["bundles", "duckdb", "ingest", "odm", "statistical"]
 
     env.update(SECRETS)
     full = subprocess.run([sys.executable, "-c", CONFIGURED_SCRIPT], cwd=REPO, env=env,
@@ -181,12 +181,13 @@ def test_each_destination_joins_when_its_settings_are_present(tmp_path):
     assert full.returncode == 0, full.stderr[-3000:]
     out = json.loads(full.stdout.strip().splitlines()[-1])
     assert out["destinations"] == ["graph", "mongodb", "snowflake", "sql", "bundles",
-                                   "statistical"]
-    assert out["groups"] == ["bundles", "duckdb", "graph", "ingest", "mongodb", "snowflake",
-                             "sql", "statistical"]
+                                   "statistical", "odm"]
+    assert out["groups"] == ["bundles", "duckdb", "graph", "ingest", "mongodb", "odm",
+                             "snowflake", "sql", "statistical"]
     # every destination writes under a pool of its own (the instance limits each to 1)
     assert {"bundles_writer", "duckdb_writer", "graph_writer", "mongodb_writer",
-            "snowflake_writer", "sql_writer", "statistical_writer"} <= set(out["pools"])
+            "snowflake_writer", "sql_writer", "statistical_writer", "odm_writer"} <= set(
+                out["pools"])
     # passwords stay environment references: not in the resources the code location holds
     for secret in ("mongo-pw-71", "snow-pw-93", "neo-pw-55", "sql-pw-28"):
         assert secret not in full.stdout + full.stderr
