@@ -110,7 +110,32 @@ def write_atomically(
     return stats, digest, changed
 
 
-class BundleIOManager(DestinationIOManager):
+class StudyFilesIOManager(DestinationIOManager):
+    """A destination that writes files of each study under `<root>/<study>/` (the bundles, the
+    statistical exports, the ODM files share `<data dir>/bundles`)."""
+
+    root: str | None = Field(
+        default=None, description="Root folder; defaults to <IMEDNET_ASSETS_DATA_DIR>/bundles.")
+
+    def root_path(self) -> Path:
+        return Path(self.root) if self.root else data_dir() / BUNDLES_DIRNAME
+
+    def _folder(self, study_key: str) -> Path:
+        """The study's folder, created and checked writable before any data is read."""
+        folder = self.root_path() / study_folder(study_key)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError("folder is not writable")
+        except OSError as err:
+            raise DestinationConfigError(
+                f"{self.label} at {redact(str(self.root_path()))}: cannot write the folder of "
+                f"study {study_key}: {type(err).__name__}: {err.strerror or err}"
+            ) from None
+        return folder
+
+
+class BundleIOManager(StudyFilesIOManager):
     """Writes a `BundleWrite` for the run's study partition under `<root>/<study>/`; loading gives
     the bundle's path."""
 
@@ -130,23 +155,6 @@ class BundleIOManager(DestinationIOManager):
         description="Where the data came from, written to the information sheet.",
     )
     batch_rows: int = Field(default=10_000, ge=1, description="Rows per Arrow batch read.")
-
-    def root_path(self) -> Path:
-        return Path(self.root) if self.root else data_dir() / BUNDLES_DIRNAME
-
-    def _folder(self, study_key: str) -> Path:
-        """The study's folder, created and checked writable before any data is read."""
-        folder = self.root_path() / study_folder(study_key)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise PermissionError("folder is not writable")
-        except OSError as err:
-            raise DestinationConfigError(
-                f"{DESTINATION} at {redact(str(self.root_path()))}: cannot write the folder of "
-                f"study {study_key}: {type(err).__name__}: {err.strerror or err}"
-            ) from None
-        return folder
 
     def write(self, obj: BundleWrite, run_id: str = "run") -> dict[str, dg.RawMetadataValue]:
         """Write the bundle; returns its materialization metadata. Raises `DestinationError`."""

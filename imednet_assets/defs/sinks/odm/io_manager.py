@@ -8,7 +8,6 @@ into that same temporary folder, which the swap removes.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,16 +19,17 @@ from pydantic import Field
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.bundles.cells import study_folder
-from imednet_assets.defs.sinks.bundles.io_manager import BUNDLES_DIRNAME, write_atomically
+from imednet_assets.defs.sinks.bundles.io_manager import (
+    StudyFilesIOManager,
+    write_atomically,
+)
 from imednet_assets.defs.sinks.common import (
-    DestinationConfigError,
     DestinationError,
     error_detail,
 )
-from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
+from imednet_assets.defs.sinks.destination import WriteReport
 from imednet_assets.defs.sinks.odm.source import OdmSource
 from imednet_assets.defs.sinks.odm.writer import OdmKind, OdmStats, write_odm
-from imednet_assets.settings import data_dir, redact
 
 DESTINATION = "ODM XML"
 
@@ -56,7 +56,7 @@ def odm_path(root: Path, study_key: str, kind: str) -> Path:
     return root / folder / f"{folder}{SUFFIXES[kind]}"
 
 
-class OdmIOManager(DestinationIOManager):
+class OdmIOManager(StudyFilesIOManager):
     """Writes an `OdmWrite` for the run's study partition under `<root>/<study>/`."""
 
     label: ClassVar[str] = DESTINATION
@@ -72,23 +72,6 @@ class OdmIOManager(DestinationIOManager):
         description="DuckDB's memory for sorting the records and revisions (it spills beyond).",
     )
     batch_rows: int = Field(default=10_000, ge=1, description="Rows per Arrow batch read.")
-
-    def root_path(self) -> Path:
-        return Path(self.root) if self.root else data_dir() / BUNDLES_DIRNAME
-
-    def _folder(self, study_key: str) -> Path:
-        """The study's folder, created and checked writable before any data is read."""
-        folder = self.root_path() / study_folder(study_key)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise PermissionError("folder is not writable")
-        except OSError as err:
-            raise DestinationConfigError(
-                f"{DESTINATION} at {redact(str(self.root_path()))}: cannot write the folder of "
-                f"study {study_key}: {type(err).__name__}: {err.strerror or err}"
-            ) from None
-        return folder
 
     def write_output(self, context: dg.OutputContext, obj: OdmWrite) -> WriteReport:
         return self.write_file(obj, context.run_id)

@@ -7,7 +7,6 @@ The swap, the folder lock and the sweep of dead writers' temporaries are the bun
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,14 +19,16 @@ from pydantic import Field
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.bundles.cells import study_folder
 from imednet_assets.defs.sinks.bundles.content import WriteStats, extraction_time
-from imednet_assets.defs.sinks.bundles.io_manager import BUNDLES_DIRNAME, write_atomically
-from imednet_assets.defs.sinks.common import DestinationConfigError, DestinationError, error_detail
-from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
+from imednet_assets.defs.sinks.bundles.io_manager import (
+    StudyFilesIOManager,
+    write_atomically,
+)
+from imednet_assets.defs.sinks.common import DestinationError, error_detail
+from imednet_assets.defs.sinks.destination import WriteReport
 from imednet_assets.defs.sinks.statistical.formats import FORMATS, StatFormat
 from imednet_assets.defs.sinks.statistical.frames import ValueRefused
 from imednet_assets.defs.sinks.statistical.writer import ExportStats, write_export
 from imednet_assets.defs.sinks.tabular import StudyTables
-from imednet_assets.settings import data_dir, redact
 
 DESTINATION = "statistical exports"
 
@@ -47,7 +48,7 @@ def export_path(root: Path, study_key: str, fmt: StatFormat) -> Path:
     return root / folder / f"{folder}.{fmt}.zip"
 
 
-class StatisticalIOManager(DestinationIOManager):
+class StatisticalIOManager(StudyFilesIOManager):
     """Writes a `StatisticalWrite` for the run's study under `<root>/<study>/`."""
 
     label: ClassVar[str] = DESTINATION
@@ -59,23 +60,6 @@ class StatisticalIOManager(DestinationIOManager):
         "<IMEDNET_ASSETS_DATA_DIR>/bundles.",
     )
     batch_rows: int = Field(default=65_536, ge=1, description="Rows per Arrow batch read.")
-
-    def root_path(self) -> Path:
-        return Path(self.root) if self.root else data_dir() / BUNDLES_DIRNAME
-
-    def _folder(self, study_key: str) -> Path:
-        """The study's folder, created and checked writable before any data is read."""
-        folder = self.root_path() / study_folder(study_key)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise PermissionError("folder is not writable")
-        except OSError as err:
-            raise DestinationConfigError(
-                f"{DESTINATION} at {redact(str(self.root_path()))}: cannot write the folder of "
-                f"study {study_key}: {type(err).__name__}: {err.strerror or err}"
-            ) from None
-        return folder
 
     def write_output(self, context: dg.OutputContext, obj: StatisticalWrite) -> WriteReport:
         return self.write_export(obj, context.run_id)
