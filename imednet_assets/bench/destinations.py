@@ -85,6 +85,8 @@ BENCHES: tuple[DestinationBench, ...] = (
     ),
     # issue 11: SAS transport, SPSS and Stata files of the study (seconds and peak RSS)
     DestinationBench("statistical", "files (no server)", _paths("ours")),
+    # issue 11: the study's CDISC ODM Snapshot and Transactional files (rows: FormData written)
+    DestinationBench("odm", "files (no server)", _paths("ours")),
 )
 
 

@@ -43,7 +43,8 @@ def run(lake_root: Path, study: str, root: Path, kinds: list[str],
         sizes[kind] = report.extra["bytes"]
     return {"records": slices["records"].num_rows,
             "revisions": slices["record_revisions"].num_rows, "form_data": forms,
-            "audit_records": audits, "seconds_by_kind": seconds, "bytes_by_kind": sizes}
+            "audit_records": audits, "seconds_by_kind": seconds, "bytes_by_kind": sizes,
+            "rows": forms}
 
 
 def _cpu() -> float:
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="comma-separated kinds (default: snapshot,transactional)")
     parser.add_argument("--keep", type=Path, help="write the files here (default: a temp dir)")
+    parser.add_argument("--path", default="ours", choices=["ours"],
+                        help="the one path (as `imednet-assets bench` names destination paths)")
     parser.add_argument("--memory-limit", help="DuckDB's memory for the sorts (default: the IO "
                         "manager's)")
     args = parser.parse_args(argv)
