@@ -15,6 +15,8 @@ import dagster as dg
 from imednet_assets.defs.execution import step_tags
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.partitions import study_partitions
+from imednet_assets.defs.sinks.pseudonymise import pseudonymised
+from imednet_assets.defs.sinks.pseudonyms import pseudonymiser
 
 
 def lake_key(entity: str) -> dg.AssetKey:
@@ -83,14 +85,19 @@ def sink_multi_asset(
                       for study in studies}
         except FileNotFoundError as err:
             raise dg.Failure(description=f"{destination}: {err}") from None
+        # a destination that opted in reads pseudonymised copies, made here for all its assets
+        p = pseudonymiser(destination)
+        metadata = p.metadata() if p is not None else {}
         # the outputs are written while this generator waits at its yield: inside the session
-        with getattr(context.resources, io_manager_key).step_session():
+        with pseudonymised(slices, p) as slices, \
+                getattr(context.resources, io_manager_key).step_session():
             for part in chosen:
                 key = dg.AssetKey([destination, part.name])
                 writes = {study: part.plan(study, **{param: slices[entity, study]
                                                      for param, entity in part.ins.items()})
                           for study in studies}
                 value = writes[studies[0]] if len(studies) == 1 else writes
-                yield dg.Output(value, output_name=key.to_python_identifier())
+                yield dg.Output(value, output_name=key.to_python_identifier(),
+                                metadata=metadata)
 
     return _write

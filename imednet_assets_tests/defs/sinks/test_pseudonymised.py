@@ -1,0 +1,284 @@
+"""Pseudonymised destinations against the real simulator: DuckDB files and the bundles (zip and
+xlsx files read back), full and incremental refreshes, the key kept out of everything."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pytest
+
+from imednet_assets.client.arrow import SCHEMAS
+from imednet_assets.defs.ingest.assets import ingest_assets
+from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.lake.slice import LakeSlice
+from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
+from imednet_assets.defs.sinks.bundles.assets import bundle_assets
+from imednet_assets.defs.sinks.bundles.definitions import bundle_resources
+from imednet_assets.defs.sinks.bundles.io_manager import bundle_path
+from imednet_assets.defs.sinks.duckdb.assets import duckdb_assets
+from imednet_assets.defs.sinks.duckdb.definitions import duckdb_resources
+from imednet_assets.defs.sinks.pseudonymise import pseudonymise_batch
+from imednet_assets.defs.sinks.pseudonyms import (
+    DATE_SHIFT_ENV,
+    IDENTIFYING_ENV,
+    PSEUDONYM_KEY_ENV,
+    PSEUDONYMISE_ENV,
+    pseudonymiser,
+)
+from imednet_assets.demo import QUIET_CONSOLE
+from imednet_assets.simulator import SimulatorServer
+from imednet_assets_tests.defs.ingest.conftest import imednet_env, imednet_resource, sim  # noqa: F401
+from imednet_assets_tests.defs.sinks.bundles.conftest import read_json_zip
+
+pytestmark = pytest.mark.usefixtures("imednet_env")
+
+KEY = "pseudonym-test-key-3b9f1c2e8a"
+SHIFT = 20
+IDENTIFYING = "BRTHDT,icdt"  # any case
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "duckdb, bundles")
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, KEY)
+    monkeypatch.setenv(DATE_SHIFT_ENV, str(SHIFT))
+    monkeypatch.setenv(IDENTIFYING_ENV, IDENTIFYING)
+
+
+def first_study(server: SimulatorServer) -> tuple[str, dg.DagsterInstance]:
+    """The simulator's first study, registered as a partition of a new instance."""
+    study = sorted(server.stats())[0]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("study", [study])
+    return study, instance
+
+
+def refresh(root: Path, instance: dg.DagsterInstance, study: str, mode: str = FULL,
+            raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    """Ingest, DuckDB and bundles for `study` under `root`."""
+    return dg.materialize(
+        [*ingest_assets, *duckdb_assets, *bundle_assets], partition_key=study,
+        instance=instance, tags=mode_tags(mode), run_config=QUIET_CONSOLE,
+        raise_on_error=raise_on_error,
+        resources={"imednet": imednet_resource(),
+                   "lake_io_manager": LakeIOManager(root=str(root / "lake")),
+                   **duckdb_resources(str(root / "sink.duckdb")),
+                   **bundle_resources(str(root / "bundles"))})
+
+
+def metadata(result: dg.ExecuteInProcessResult, destination: str) -> dict[str, dict[str, Any]]:
+    return {m.asset_key.path[-1]: {k: v.value for k, v in m.metadata.items()}
+            for m in (e.step_materialization_data.materialization
+                      for e in result.get_asset_materialization_events())
+            if m.asset_key.path[0] == destination}
+
+
+def query(root: Path, text: str) -> list[tuple]:
+    conn = duckdb.connect(str(root / "sink.duckdb"), read_only=True)
+    try:
+        return conn.execute(text).fetchall()
+    finally:
+        conn.close()
+
+
+def duckdb_tables(root: Path, study: str) -> dict[str, list[tuple]]:
+    names = [t for (t,) in query(root, "SELECT table_name FROM duckdb_tables() "
+                                       "WHERE schema_name = 'main' ORDER BY 1")]
+    return {t: query(root, f"SELECT * FROM \"{t}\" WHERE study_key = '{study}' ORDER BY ALL")
+            for t in names}
+
+
+def duckdb_text(root: Path) -> str:
+    """Every cell of every table of the file (sync state included), as text."""
+    tables = query(root, "SELECT schema_name, table_name FROM duckdb_tables()")
+    return "\n".join(repr(query(root, f'SELECT * FROM "{s}"."{t}"')) for s, t in tables)
+
+
+def bundle_text(root: Path) -> str:
+    """Every bundle file's bytes, zip members (xlsx parts included) unpacked, as text."""
+    parts = []
+    for path in sorted((root / "bundles").rglob("*")):
+        if not path.is_file():
+            continue
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                parts += [zf.read(n).decode("utf-8", "replace") for n in zf.namelist()]
+        else:
+            parts.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def bundle_forms(root: Path, study: str) -> dict[str, Any]:
+    """The form tables of the study's JSON lines bundle (the files' build time left out)."""
+    found = read_json_zip(bundle_path(root / "bundles", study, "json"))
+    return {name: rows for name, rows in found.items() if name.startswith("form_")}
+
+
+def bundle_subject_keys(root: Path, study: str) -> set[str]:
+    return {row["subject_key"] for rows in bundle_forms(root, study).values() for row in rows}
+
+
+def lake_columns(root: Path, entity: str, study: str, columns: list[str]) -> pa.Table:
+    return LakeSlice.read(root / "lake", entity, study, SCHEMAS[entity]).columns(columns)
+
+
+def originals(root: Path, study: str) -> tuple[set[str], set[str], set[int]]:
+    """The study's subject keys, OIDs and ids as the lake holds them."""
+    t = lake_columns(root, "subjects", study, ["subject_key", "subject_oid", "subject_id"])
+    return (set(t.column("subject_key").to_pylist()), set(t.column("subject_oid").to_pylist()),
+            set(t.column("subject_id").to_pylist()))
+
+
+def test_same_pseudonyms_in_duckdb_and_bundles_across_full_and_incremental_refreshes(
+        sim, tmp_path, settings):  # noqa: F811
+    study, instance = first_study(sim)
+    kept = tmp_path / "kept"
+    refresh(kept, instance, study)
+    p = pseudonymiser("duckdb")
+    assert p is not None
+    keys, _, _ = originals(kept, study)
+    expected = {p.subject_key(study, k) for k in keys}
+    in_duckdb = {k for (k,) in query(kept, "SELECT subject_key FROM subjects")}
+    assert in_duckdb == expected
+    # the records' subjects: the same pseudonyms in the DuckDB tables and in the files
+    in_records = {k for (k,) in query(kept, "SELECT DISTINCT subject_key FROM records_long")}
+    assert in_records and in_records <= expected
+    assert bundle_subject_keys(kept, study) == in_records
+
+    # an incremental refresh applies the changes in pseudonyms and equals a fresh full one
+    sim.advance(study_key=study, modify=2, add=1, delete=1, delete_subjects=1)
+    meta = metadata(refresh(kept, instance, study, INCREMENTAL), "duckdb")
+    assert meta["form_tables"]["mode"] == "apply"
+    assert meta["subjects"]["mode"] == "apply"
+    fresh = tmp_path / "fresh"
+    refresh(fresh, instance, study)
+    assert duckdb_tables(kept, study) == duckdb_tables(fresh, study)
+    assert bundle_forms(kept, study) == bundle_forms(fresh, study)
+    # subjects that were there keep their pseudonyms; new ones get theirs from the same key
+    still = {k for (k,) in query(kept, "SELECT subject_key FROM subjects")}
+    keys_now, _, _ = originals(kept, study)
+    assert still == {p.subject_key(study, k) for k in keys_now}
+    assert still & in_duckdb == {p.subject_key(study, k) for k in keys_now & keys}
+
+
+def test_no_original_subject_key_oid_or_id_anywhere_in_a_pseudonymised_destination(
+        sim, tmp_path, settings):  # noqa: F811
+    study, instance = first_study(sim)
+    refresh(tmp_path, instance, study)
+    keys, oids, ids = originals(tmp_path, study)
+    assert keys and oids and ids
+    text = duckdb_text(tmp_path) + bundle_text(tmp_path)
+    assert "PSN-" in text
+    for original in sorted(keys | oids):
+        assert original not in text, original
+    for table, column in [("subjects", "subject_id"), ("visits", "subject_id")]:
+        held = {v for (v,) in query(tmp_path, f"SELECT {column} FROM {table}")}
+        assert held and not held & ids
+    assert KEY not in text
+
+
+def test_every_date_of_a_subject_moves_by_one_offset_and_identifying_values_are_masked(
+        sim, tmp_path, settings):  # noqa: F811
+    study, instance = first_study(sim)
+    refresh(tmp_path, instance, study)
+    p = pseudonymiser("duckdb")
+    assert p is not None
+    lake = lake_columns(tmp_path, "visits", study,
+                        ["visit_id", "subject_key", "visit_date", "due_date", "date_created"])
+    held = {r[0]: r[1:] for r in query(
+        tmp_path, "SELECT visit_id, subject_key, visit_date, due_date, date_created FROM visits")}
+    shifts: dict[str, set[int]] = {}
+    for row in lake.to_pylist():
+        subject, visit, due, created = held[row["visit_id"]]
+        assert subject == p.subject_key(study, row["subject_key"])
+        shifts.setdefault(row["subject_key"], set()).update({
+            (visit - row["visit_date"]).days, (due - row["due_date"]).days,
+            (created - row["date_created"]).days})
+    # record values that are dates (housekeeping and DATE variables) move by the same offset
+    lake_records = lake_columns(tmp_path, "records", study,
+                                ["record_id", "subject_key", "record_data"])
+    long = {(r, v): value for r, v, value in query(
+        tmp_path, "SELECT record_id, variable_name, value FROM records_long")}
+    for row in lake_records.to_pylist():
+        for name, value in row["record_data"]:
+            if name in ("dateCreated", "vsdt", "exdt") and value:
+                moved = long[row["record_id"], name]
+                days = dt.date.fromisoformat(moved[:10]) - dt.date.fromisoformat(value[:10])
+                shifts[row["subject_key"]].add(days.days)
+    for subject, days in shifts.items():
+        assert len(days) == 1, (subject, days)
+        (offset,) = days
+        assert offset == p.offset_days(study, subject)
+        assert 0 < abs(offset) <= SHIFT
+    assert len({d for s in shifts.values() for d in s}) > 1  # per subject, not one for all
+    # identifying variables: gone from the long table, null in the form table
+    assert not query(tmp_path, "SELECT * FROM records_long "
+                               "WHERE lower(variable_name) IN ('brthdt', 'icdt')")
+    assert query(tmp_path, 'SELECT count(*), count("brthdt") FROM "form_dm"')[0][1] == 0
+    assert "brthdt" not in {n for (n,) in query(tmp_path, "SELECT variable_name FROM "
+                                                          "records_long")}
+
+
+def test_metadata_names_the_settings_never_the_key(sim, tmp_path, settings):  # noqa: F811
+    study, instance = first_study(sim)
+    result = refresh(tmp_path, instance, study)
+    for destination in ("duckdb", "bundles"):
+        for meta in metadata(result, destination).values():
+            assert meta["pseudonymised"] is True
+            assert meta["pseudonymisation"]["date_shift_days"] == [-SHIFT, SHIFT]
+            assert meta["pseudonymisation"]["identifying_variables"] == ["brthdt", "icdt"]
+    logs = "\n".join(repr(e) for e in instance.all_logs(result.run_id))
+    assert "pseudonymised" in logs
+    assert KEY not in logs
+    assert KEY not in repr(pseudonymiser("duckdb"))
+
+
+def test_a_missing_key_fails_the_step_naming_the_destination(
+        sim, tmp_path, settings, monkeypatch):  # noqa: F811
+    monkeypatch.delenv(PSEUDONYM_KEY_ENV)
+    study, instance = first_study(sim)
+    result = refresh(tmp_path, instance, study, raise_on_error=False)
+    assert not result.success
+    failures = {e.step_key: e.step_failure_data.error.message
+                for e in result.all_events if e.is_step_failure}
+    message = ("duckdb: pseudonymisation is on (IMEDNET_ASSETS_PSEUDONYMISE) but "
+               "IMEDNET_ASSETS_PSEUDONYM_KEY is not set; set the key or take duckdb out of "
+               "IMEDNET_ASSETS_PSEUDONYMISE")
+    assert any(message in m for k, m in failures.items() if k.startswith("duckdb")), failures
+
+
+def test_a_destination_that_did_not_opt_in_holds_the_original_keys(
+        sim, tmp_path, settings, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "duckdb")
+    study, instance = first_study(sim)
+    result = refresh(tmp_path, instance, study)
+    keys, _, _ = originals(tmp_path, study)
+    recorded = lake_columns(tmp_path, "records", study, ["subject_key"]).column(0).to_pylist()
+    assert bundle_subject_keys(tmp_path, study) == set(recorded)
+    assert "PSN-" not in bundle_text(tmp_path)
+    assert all("pseudonymised" not in m for m in metadata(result, "bundles").values())
+    assert {k for (k,) in query(tmp_path, "SELECT subject_key FROM subjects")}.isdisjoint(keys)
+
+
+def test_a_batch_keeps_its_schema_and_nulls(monkeypatch):
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "sql")
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, KEY)
+    p = pseudonymiser("sql")
+    assert p is not None and pseudonymiser("duckdb") is None
+    schema = SCHEMAS["queries"]
+    rows = [{"study_key": "S", "subject_key": "101-001", "subject_id": 7, "annotation_id": 1,
+             "subject_oid": "SUBJ-7", "date_created": None, "extra": '{"x": 1}',
+             "query_comments": [{"sequence": 1, "date": None}, None]},
+            {"study_key": "S", "annotation_id": 2, "query_comments": None}]
+    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
+    out = pseudonymise_batch(batch, "S", p).to_pylist()
+    assert out[0]["subject_key"] == p.subject_key("S", "101-001")
+    assert out[0]["subject_id"] == p.subject_id("S", 7)
+    assert out[0]["extra"] is None and out[0]["query_comments"][1] is None
+    assert out[1]["subject_key"] is None and out[1]["query_comments"] is None
