@@ -23,6 +23,8 @@ from imednet_assets.defs.sinks.bundles.definitions import bundle_resources
 from imednet_assets.defs.sinks.bundles.io_manager import bundle_path
 from imednet_assets.defs.sinks.duckdb.assets import duckdb_assets
 from imednet_assets.defs.sinks.duckdb.definitions import duckdb_resources
+from imednet_assets.defs.sinks.odm.assets import odm_assets
+from imednet_assets.defs.sinks.odm.definitions import odm_resources
 from imednet_assets.defs.sinks.pseudonymise import pseudonymise_batch
 from imednet_assets.defs.sinks.pseudonyms import (
     DATE_SHIFT_ENV,
@@ -31,6 +33,8 @@ from imednet_assets.defs.sinks.pseudonyms import (
     PSEUDONYMISE_ENV,
     pseudonymiser,
 )
+from imednet_assets.defs.sinks.statistical.assets import statistical_assets
+from imednet_assets.defs.sinks.statistical.definitions import statistical_resources
 from imednet_assets.demo import QUIET_CONSOLE
 from imednet_assets.simulator import SimulatorServer
 from imednet_assets_tests.defs.ingest.conftest import imednet_env, imednet_resource, sim  # noqa: F401
@@ -60,16 +64,23 @@ def first_study(server: SimulatorServer) -> tuple[str, dg.DagsterInstance]:
 
 
 def refresh(root: Path, instance: dg.DagsterInstance, study: str, mode: str = FULL,
-            raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    """Ingest, DuckDB and bundles for `study` under `root`."""
+            raise_on_error: bool = True, files: bool = False) -> dg.ExecuteInProcessResult:
+    """Ingest, DuckDB and bundles for `study` under `root` (`files`: the statistical and ODM
+    exports instead)."""
+    destinations = (
+        ([*statistical_assets, *odm_assets],
+         {**statistical_resources(str(root / "bundles")), **odm_resources(str(root / "bundles"))})
+        if files else
+        ([*duckdb_assets, *bundle_assets],
+         {**duckdb_resources(str(root / "sink.duckdb")),
+          **bundle_resources(str(root / "bundles"))}))
     return dg.materialize(
-        [*ingest_assets, *duckdb_assets, *bundle_assets], partition_key=study,
+        [*ingest_assets, *destinations[0]], partition_key=study,
         instance=instance, tags=mode_tags(mode), run_config=QUIET_CONSOLE,
         raise_on_error=raise_on_error,
         resources={"imednet": imednet_resource(),
                    "lake_io_manager": LakeIOManager(root=str(root / "lake")),
-                   **duckdb_resources(str(root / "sink.duckdb")),
-                   **bundle_resources(str(root / "bundles"))})
+                   **destinations[1]})
 
 
 def metadata(result: dg.ExecuteInProcessResult, destination: str) -> dict[str, dict[str, Any]]:
@@ -101,16 +112,17 @@ def duckdb_text(root: Path) -> str:
 
 
 def bundle_text(root: Path) -> str:
-    """Every bundle file's bytes, zip members (xlsx parts included) unpacked, as text."""
+    """Every file's bytes under the bundle root, zip members (xlsx parts included) unpacked, as
+    text (latin-1: binary formats such as sav, dta and xpt keep text values as plain bytes)."""
     parts = []
     for path in sorted((root / "bundles").rglob("*")):
         if not path.is_file():
             continue
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
-                parts += [zf.read(n).decode("utf-8", "replace") for n in zf.namelist()]
+                parts += [zf.read(n).decode("latin-1") for n in zf.namelist()]
         else:
-            parts.append(path.read_bytes().decode("utf-8", "replace"))
+            parts.append(path.read_bytes().decode("latin-1"))
     return "\n".join(parts)
 
 
@@ -181,6 +193,24 @@ def test_no_original_subject_key_oid_or_id_anywhere_in_a_pseudonymised_destinati
         held = {v for (v,) in query(tmp_path, f"SELECT {column} FROM {table}")}
         assert held and not held & ids
     assert KEY not in text
+
+
+def test_no_original_subject_key_or_oid_in_the_statistical_and_odm_files(
+        sim, tmp_path, settings, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "statistical,odm")
+    study, instance = first_study(sim)
+    result = refresh(tmp_path, instance, study, files=True)
+    keys, oids, _ = originals(tmp_path, study)
+    names = {p.name.split(".", 1)[1] for p in (tmp_path / "bundles").rglob("*") if p.is_file()}
+    assert {"xpt.zip", "sav.zip", "dta.zip", "odm.xml", "transactional.odm.xml"} <= names
+    text = bundle_text(tmp_path)
+    p = pseudonymiser("odm")
+    assert p is not None and p.subject_key(study, sorted(keys)[0]) in text
+    for original in sorted(keys | oids):
+        assert original not in text, original
+    assert KEY not in text
+    for destination in ("statistical", "odm"):
+        assert all(m["pseudonymised"] for m in metadata(result, destination).values())
 
 
 def test_every_date_of_a_subject_moves_by_one_offset_and_identifying_values_are_masked(
