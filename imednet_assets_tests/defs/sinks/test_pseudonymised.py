@@ -39,6 +39,7 @@ from imednet_assets.demo import QUIET_CONSOLE
 from imednet_assets.simulator import SimulatorServer
 from imednet_assets_tests.defs.ingest.conftest import imednet_env, imednet_resource, sim  # noqa: F401
 from imednet_assets_tests.defs.sinks.bundles.conftest import read_json_zip
+from imednet_assets_tests.defs.sinks.sql.conftest import pg_sink, pg_url  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("imednet_env")
 
@@ -177,6 +178,30 @@ def test_same_pseudonyms_in_duckdb_and_bundles_across_full_and_incremental_refre
     keys_now, _, _ = originals(kept, study)
     assert still == {p.subject_key(study, k) for k in keys_now}
     assert still & in_duckdb == {p.subject_key(study, k) for k in keys_now & keys}
+
+
+def test_postgresql_and_duckdb_hold_the_same_pseudonyms_after_full_and_incremental_refreshes(
+        sim, tmp_path, settings, monkeypatch, pg_sink):  # noqa: F811
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "duckdb,sql")
+    study, instance = first_study(sim)
+    columns = "subject_key, subject_id, subject_oid, enrollment_start_date"
+
+    def same_in_both() -> None:
+        pg_sink.run(study)  # reads the lake the DuckDB refresh wrote (tmp_path/lake)
+        assert sorted(pg_sink.query(f"SELECT {columns} FROM {pg_sink.ref('subjects')}")) == \
+            sorted(query(tmp_path, f"SELECT {columns} FROM subjects"))
+        long = "SELECT record_id, subject_key, variable_name, value FROM "
+        assert sorted(pg_sink.query(long + pg_sink.ref("records_long"))) == \
+            sorted(query(tmp_path, long + "records_long"))
+        keys, oids, _ = originals(tmp_path, study)
+        text = repr(pg_sink.snapshot())
+        assert "PSN-" in text and not [k for k in keys | oids if k in text]
+
+    refresh(tmp_path, instance, study)
+    same_in_both()
+    sim.advance(study_key=study, modify=2, add=1, delete=1, delete_subjects=1)
+    refresh(tmp_path, instance, study, INCREMENTAL)
+    same_in_both()
 
 
 def test_no_original_subject_key_oid_or_id_anywhere_in_a_pseudonymised_destination(
