@@ -79,15 +79,16 @@ def sink_multi_asset(
         studies = list(context.partition_keys)
         chosen = [p for p in parts if dg.AssetKey([destination, p.name])
                   in context.selected_asset_keys]
+        # a destination that opted in reads pseudonymised copies, made here for all its assets
+        # (a missing key fails the step before anything is read)
+        p = pseudonymiser(destination)
+        metadata = p.metadata() if p is not None else {}
         try:
             slices = {(entity, study): lake.read_slice(entity, study)
                       for entity in sorted({e for p in chosen for e in p.ins.values()})
                       for study in studies}
         except FileNotFoundError as err:
             raise dg.Failure(description=f"{destination}: {err}") from None
-        # a destination that opted in reads pseudonymised copies, made here for all its assets
-        p = pseudonymiser(destination)
-        metadata = p.metadata() if p is not None else {}
         # the outputs are written while this generator waits at its yield: inside the session
         with pseudonymised(slices, p) as slices, \
                 getattr(context.resources, io_manager_key).step_session():

@@ -46,6 +46,7 @@ pytestmark = pytest.mark.usefixtures("imednet_env")
 KEY = "pseudonym-test-key-3b9f1c2e8a"
 SHIFT = 20
 IDENTIFYING = "BRTHDT,icdt"  # any case
+STUDY_METADATA = {"studies", "sites", "intervals", "forms", "variables"}
 
 
 @pytest.fixture
@@ -319,6 +320,25 @@ def test_a_destination_that_did_not_opt_in_holds_the_original_keys(
     assert "PSN-" not in bundle_text(tmp_path)
     assert all("pseudonymised" not in m for m in metadata(result, "bundles").values())
     assert {k for (k,) in query(tmp_path, "SELECT subject_key FROM subjects")}.isdisjoint(keys)
+
+
+def test_turning_pseudonymisation_on_rewrites_what_the_destination_held(
+        sim, tmp_path, settings, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "bundles")
+    study, instance = first_study(sim)
+    refresh(tmp_path, instance, study)
+    keys, _, _ = originals(tmp_path, study)
+    assert [k for k in keys if k in duckdb_text(tmp_path)]
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "bundles,duckdb")
+    meta = metadata(refresh(tmp_path, instance, study, INCREMENTAL), "duckdb")
+    # the study metadata holds no subject: it stays; every table with subjects is rewritten
+    assert {a for a, m in meta.items() if m["mode"] != "rewrite"} == STUDY_METADATA
+    assert not [k for k in keys if k in duckdb_text(tmp_path)]
+    # and back: the originals return, nothing pseudonymised is left behind
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "bundles")
+    meta = metadata(refresh(tmp_path, instance, study, INCREMENTAL), "duckdb")
+    assert {a for a, m in meta.items() if m["mode"] != "rewrite"} == STUDY_METADATA
+    assert "PSN-" not in duckdb_text(tmp_path)
 
 
 def test_a_batch_keeps_its_schema_and_nulls(monkeypatch):
