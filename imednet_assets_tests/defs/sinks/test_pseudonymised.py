@@ -357,3 +357,29 @@ def test_a_batch_keeps_its_schema_and_nulls(monkeypatch):
     assert out[0]["subject_id"] == p.subject_id("S", 7)
     assert out[0]["extra"] is None and out[0]["query_comments"][1] is None
     assert out[1]["subject_key"] is None and out[1]["query_comments"] is None
+
+
+def test_offsets_cover_the_range_never_zero_and_pseudonyms_depend_on_key_and_study():
+    env = {PSEUDONYMISE_ENV: "sql", PSEUDONYM_KEY_ENV: KEY, DATE_SHIFT_ENV: "3"}
+    p = pseudonymiser("sql", env)
+    other = pseudonymiser("sql", {**env, PSEUDONYM_KEY_ENV: KEY + "x"})
+    assert p is not None and other is not None
+    offsets = {p.offset_days("S", f"{i:03d}") for i in range(300)}
+    assert offsets == {-3, -2, -1, 1, 2, 3}
+    assert p.subject_key("S", "101-001") == p.subject_key("S", "101-001")
+    assert p.subject_key("S", "101-001") != p.subject_key("T", "101-001")
+    assert p.subject_key("S", "101-001") != other.subject_key("S", "101-001")
+    assert 0 < p.subject_id("S", 7) < 2**53
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({PSEUDONYM_KEY_ENV: "short"},
+     "odm: IMEDNET_ASSETS_PSEUDONYM_KEY is shorter than 16 characters; use a long random secret"),
+    ({PSEUDONYM_KEY_ENV: KEY, DATE_SHIFT_ENV: "-5"},
+     "odm: IMEDNET_ASSETS_DATE_SHIFT_DAYS must be a whole number of days of at least 1, "
+     "not '-5'"),
+])
+def test_bad_settings_fail_naming_the_destination(env: dict[str, str], message: str):
+    with pytest.raises(dg.Failure) as failure:
+        pseudonymiser("odm", {PSEUDONYMISE_ENV: "odm", **env})
+    assert failure.value.description == message
