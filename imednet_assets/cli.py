@@ -1,9 +1,11 @@
-"""`imednet-assets` command line: simulate, demo, refresh, bench, dev, worker, scale-demo."""
+"""`imednet-assets` command line: simulate, demo, refresh, bench, dev, worker, scale-demo,
+cut-export, cut-verify."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -51,6 +53,18 @@ def _scale_demo(args: argparse.Namespace) -> int:
     from imednet_assets.scale_demo import run_scale_demo
 
     return run_scale_demo(studies=args.studies, subjects=args.subjects, workers=args.workers)
+
+
+def _cut_export(args: argparse.Namespace) -> int:
+    from imednet_assets.defs.cuts.commands import run_cut_export
+
+    return run_cut_export(args.cut, args.study, args.to)
+
+
+def _cut_verify(args: argparse.Namespace) -> int:
+    from imednet_assets.defs.cuts.commands import run_cut_verify
+
+    return run_cut_verify(args.cut)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--subjects", type=int, default=6, help="simulated subjects per study")
     scale.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     scale.set_defaults(func=_scale_demo)
+
+    cut_export = sub.add_parser(
+        "cut-export", help="write a study's DuckDB file, bundles, statistical and ODM files from "
+        "a data cut (<data dir>/cuts/NAME) instead of the live lake")
+    cut_export.add_argument("--cut", required=True, help="data cut name")
+    cut_export.add_argument("--study", required=True, help="the cut's study key")
+    cut_export.add_argument("--to", required=True, type=Path, help="a new or empty folder")
+    cut_export.set_defaults(func=_cut_export)
+
+    cut_verify = sub.add_parser(
+        "cut-verify", help="recompute every SHA-256 of a data cut against its manifest")
+    cut_verify.add_argument("--cut", required=True, help="data cut name")
+    cut_verify.set_defaults(func=_cut_verify)
     return parser
 
 

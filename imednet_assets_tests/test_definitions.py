@@ -173,7 +173,7 @@ def test_each_destination_joins_when_its_settings_are_present(tmp_path):
     out = json.loads(bare.stdout.strip().splitlines()[-1])
     # the files under the data dir need no settings: bundles, statistical exports, ODM
     assert out["destinations"] == ["bundles", "statistical", "odm"]
-    assert out["groups"] == ["bundles", "duckdb", "ingest", "odm", "statistical"]
+    assert out["groups"] == ["bundles", "cuts", "duckdb", "ingest", "odm", "statistical"]
 
     env.update(SECRETS)
     full = subprocess.run([sys.executable, "-c", CONFIGURED_SCRIPT], cwd=REPO, env=env,
@@ -182,7 +182,7 @@ def test_each_destination_joins_when_its_settings_are_present(tmp_path):
     out = json.loads(full.stdout.strip().splitlines()[-1])
     assert out["destinations"] == ["graph", "mongodb", "snowflake", "sql", "bundles",
                                    "statistical", "odm"]
-    assert out["groups"] == ["bundles", "duckdb", "graph", "ingest", "mongodb", "odm",
+    assert out["groups"] == ["bundles", "cuts", "duckdb", "graph", "ingest", "mongodb", "odm",
                              "snowflake", "sql", "statistical"]
     # every destination writes under a pool of its own (the instance limits each to 1)
     assert {"bundles_writer", "duckdb_writer", "graph_writer", "mongodb_writer",

@@ -3,6 +3,7 @@ or added, and the manifest's own content digest."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def verify_cut(name: str, root: str | Path | None = None) -> CutCheck:
     folder = cut_dir(root, name)
     manifest = CutManifest.read(folder)
     problems: list[str] = []
+    stored = json.loads((folder / MANIFEST_NAME).read_text()).get("content_sha256")
+    if stored != manifest.content_sha256:
+        # the file list was edited (say, to match a changed file) without the digest
+        problems.append(f"{MANIFEST_NAME}: content SHA-256 {manifest.content_sha256} of the "
+                        f"files it lists, it says {stored}")
     listed = {f.path: f for f in manifest.files}
     on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
     on_disk.discard(MANIFEST_NAME)
