@@ -27,6 +27,8 @@ from imednet_assets.defs.sinks.pseudonyms import Pseudonymiser
 SUBJECT_COLUMNS = ("subject_key", "subject_id", "subject_oid")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$").pattern
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$").pattern
+_DATE_TYPES = ("DATE", "DATETIME")
+_SEP = "\x1f"
 _DAY_UNITS = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
 
@@ -58,8 +60,8 @@ def _shift(column: pa.Array, days: pa.Array) -> pa.Array:
 
 
 def _shift_text(values: pa.Array, days: pa.Array, pattern: str, fmt: str) -> pa.Array:
-    """Text values that are dates (timestamps) in `fmt` moved by `days`; an impossible date of
-    that shape becomes null rather than pass unshifted."""
+    """Text values that are dates (timestamps) in `fmt` moved by `days`; one of that shape the
+    parser refuses becomes null rather than pass unshifted (an overflowing day rolls over)."""
     hit = pc.match_substring_regex(values, pattern)
     candidates = pc.if_else(hit, values, pa.scalar(None, pa.string()))
     parsed = pc.strptime(candidates, format=fmt, unit="s", error_is_null=True)
@@ -67,9 +69,11 @@ def _shift_text(values: pa.Array, days: pa.Array, pattern: str, fmt: str) -> pa.
     return pc.if_else(pc.fill_null(hit, False), moved, values)
 
 
-def _record_data(column: pa.MapArray, days: pa.Array, identifying: tuple[str, ...]) -> pa.Array:
-    """recordData with the identifying variables' entries dropped (their cells read as null)
-    and every value that is a date or a timestamp shifted by the record's subject offset."""
+def _record_data(column: pa.MapArray, days: pa.Array, identifying: tuple[str, ...],
+                 forms: pa.Array, date_variables: frozenset[str]) -> pa.Array:
+    """recordData with the identifying variables' entries dropped (their cells read as null),
+    every value that is a date or a timestamp shifted by the record's subject offset, and a
+    value of a DATE/DATETIME variable in any other spelling masked (it cannot be shifted)."""
     # `keys`/`items` of a map ignore the array's slice: cut them to its offsets
     offsets = column.offsets.to_numpy()
     start, length = int(offsets[0]), int(offsets[-1] - offsets[0])
@@ -78,6 +82,13 @@ def _record_data(column: pa.MapArray, days: pa.Array, identifying: tuple[str, ..
     keep = pc.invert(pc.is_in(pc.utf8_lower(keys), pa.array(identifying, pa.string())))
     keep = pc.fill_null(keep, True)
     entry_days = pc.take(days, parents)
+    if date_variables:
+        qualified = pc.binary_join_element_wise(pc.take(forms, parents), keys, _SEP)
+        spelled = pc.or_(pc.match_substring_regex(values, _TIMESTAMP),
+                         pc.match_substring_regex(values, _DATE))
+        odd = pc.and_(pc.is_in(qualified, pa.array(sorted(date_variables), pa.string())),
+                      pc.and_(pc.invert(spelled), pc.not_equal(values, "")))
+        values = pc.if_else(pc.fill_null(odd, False), pa.scalar(None, pa.string()), values)
     values = _shift_text(values, entry_days, _TIMESTAMP, "%Y-%m-%d %H:%M:%S")
     values = _shift_text(values, entry_days, _DATE, "%Y-%m-%d")
     kept_parents = pc.filter(parents, keep).to_numpy(zero_copy_only=False)
@@ -87,8 +98,17 @@ def _record_data(column: pa.MapArray, days: pa.Array, identifying: tuple[str, ..
                                    type=column.type, mask=column.is_null())
 
 
-def pseudonymise_batch(batch: pa.RecordBatch, study: str, p: Pseudonymiser) -> pa.RecordBatch:
-    """One batch of a subject-bearing entity, pseudonymised (same schema)."""
+def date_variables(variables: LakeSlice) -> frozenset[str]:
+    """`<form key><sep><variable name>` of the study's DATE and DATETIME variables."""
+    table = variables.columns(["form_key", "variable_name", "variable_type"]).to_pylist()
+    return frozenset(f"{v['form_key']}{_SEP}{v['variable_name']}" for v in table
+                     if (v["variable_type"] or "").upper() in _DATE_TYPES)
+
+
+def pseudonymise_batch(batch: pa.RecordBatch, study: str, p: Pseudonymiser,
+                       dates: frozenset[str] = frozenset()) -> pa.RecordBatch:
+    """One batch of a subject-bearing entity, pseudonymised (same schema); `dates` are the
+    study's date variables (see `date_variables`)."""
     names = batch.schema.names
     subject = (batch.column("subject_key") if "subject_key" in names
                else pa.nulls(batch.num_rows, pa.string()))
@@ -107,14 +127,16 @@ def pseudonymise_batch(batch: pa.RecordBatch, study: str, p: Pseudonymiser) -> p
         elif field.name == "extra":  # fields nobody vetted may say anything: not sent
             column = pa.nulls(batch.num_rows, field.type)
         elif field.name == "record_data":
-            column = _record_data(column, days, p.identifying)
+            forms = (batch.column("form_key") if "form_key" in names
+                     else pa.nulls(batch.num_rows, pa.string()))
+            column = _record_data(column, days, p.identifying, forms, dates)
         else:
             column = _shift(column, days)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
-def _copy(lake: LakeSlice, folder: Path, p: Pseudonymiser) -> LakeSlice:
+def _copy(lake: LakeSlice, folder: Path, p: Pseudonymiser, dates: frozenset[str]) -> LakeSlice:
     """The slice pseudonymised into `folder` (same file layout, manifest with its change log in
     pseudonyms and a lineage of its own), read back as a `LakeSlice`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +147,7 @@ def _copy(lake: LakeSlice, folder: Path, p: Pseudonymiser) -> LakeSlice:
             for batch in pq.ParquetFile(source).iter_batches(batch_size=65_536):
                 batch = pa.RecordBatch.from_arrays(
                     [batch.column(n) for n in lake.schema.names], schema=lake.schema)
-                writer.write_batch(pseudonymise_batch(batch, lake.study_key, p))
+                writer.write_batch(pseudonymise_batch(batch, lake.study_key, p, dates))
     manifest = lake.manifest
     if manifest is not None:
         if manifest.key_column == "subject_id":  # the change log names subjects too
@@ -138,18 +160,23 @@ def _copy(lake: LakeSlice, folder: Path, p: Pseudonymiser) -> LakeSlice:
 
 
 @contextmanager
-def pseudonymised(slices: Mapping[Any, LakeSlice],
-                  p: Pseudonymiser | None) -> Iterator[dict[Any, LakeSlice]]:
+def pseudonymised(slices: Mapping[Any, LakeSlice], p: Pseudonymiser | None,
+                  variables: Callable[[str], LakeSlice]) -> Iterator[dict[Any, LakeSlice]]:
     """`slices` as the destination must see them: as they are when `p` is None, else the
-    subject-bearing ones pseudonymised into a folder that is removed on exit."""
+    subject-bearing ones pseudonymised into a folder that is removed on exit; `variables`
+    gives a study's variables slice (which record values are dates)."""
     if p is None:
         yield dict(slices)
         return
+    dates: dict[str, frozenset[str]] = {}
     with TemporaryDirectory(prefix="imednet-pseudonymised-") as tmp:
         out = {}
         for n, (name, lake) in enumerate(slices.items()):
-            if any(c in lake.schema.names for c in SUBJECT_COLUMNS):
-                out[name] = _copy(lake, Path(tmp) / f"{n:04d}-{lake.entity}", p)
-            else:
+            if not any(c in lake.schema.names for c in SUBJECT_COLUMNS):
                 out[name] = lake
+                continue
+            if lake.entity == "records" and lake.study_key not in dates:
+                dates[lake.study_key] = date_variables(variables(lake.study_key))
+            out[name] = _copy(lake, Path(tmp) / f"{n:04d}-{lake.entity}", p,
+                              dates.get(lake.study_key, frozenset()))
         yield out

@@ -383,3 +383,26 @@ def test_bad_settings_fail_naming_the_destination(env: dict[str, str], message: 
     with pytest.raises(dg.Failure) as failure:
         pseudonymiser("odm", {PSEUDONYMISE_ENV: "odm", **env})
     assert failure.value.description == message
+
+
+def test_record_values_dates_shifted_odd_date_spellings_and_identifying_values_masked():
+    env = {PSEUDONYMISE_ENV: "sql", PSEUDONYM_KEY_ENV: KEY, IDENTIFYING_ENV: "Initials"}
+    p = pseudonymiser("sql", env)
+    assert p is not None
+    data = {"dateCreated": "2024-01-31 10:00:00", "vsdt": "2024-01-31", "odddt": "31/01/2024",
+            "blankdt": "", "note": "31/01/2024", "INITIALS": "JD", "bad": "2024-02-30"}
+    batch = pa.RecordBatch.from_pylist(
+        [{"study_key": "S", "record_id": 1, "form_key": "VS", "subject_key": "101-001",
+          "record_data": list(data.items())},
+         {"study_key": "S", "record_id": 2, "form_key": "VS", "record_data": None}],
+        schema=SCHEMAS["records"])
+    dates = frozenset({"VS\x1fvsdt", "VS\x1fodddt", "VS\x1fblankdt", "AE\x1fnote"})
+    out = pseudonymise_batch(batch.slice(0, 2), "S", p, dates).to_pylist()
+    days = p.offset_days("S", "101-001")
+    moved = dt.date(2024, 1, 31) + dt.timedelta(days=days)
+    assert dict(out[0]["record_data"]) == {
+        "dateCreated": f"{moved} 10:00:00", "vsdt": str(moved), "odddt": None, "blankdt": "",
+        "note": "31/01/2024",
+        # the parser rolls an impossible day over (30 February = 1 March), then it moves
+        "bad": str(dt.date(2024, 3, 1) + dt.timedelta(days=days))}
+    assert out[1]["record_data"] is None
