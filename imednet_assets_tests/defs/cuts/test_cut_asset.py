@@ -12,9 +12,9 @@ import pytest
 
 from imednet_assets.defs.cuts.assets import DATA_CUT_KEY
 from imednet_assets.defs.cuts.manifest import CutError, CutManifest, check_name
-from imednet_assets.defs.cuts.writer import is_read_only
+from imednet_assets.defs.cuts.writer import is_read_only, make_cut
 from imednet_assets.defs.ingest.assets import ENTITIES
-from imednet_assets.defs.lake.slice import study_dir
+from imednet_assets.defs.lake.slice import LakeSlice, study_dir
 from imednet_assets_tests.defs.cuts.conftest import Lab, tree
 
 
@@ -106,3 +106,29 @@ def test_a_refused_name_fails_the_run_and_writes_nothing(lab: Lab) -> None:
 @pytest.mark.parametrize("name", ["interim-2026-06", "v1.2_final", "A", "x" * 128])
 def test_good_names_pass(name: str) -> None:
     assert check_name(name) == name
+
+
+class SwapDuringFreeze:
+    """The lake, but the first read of records is followed by a new ingest (a swap of the slice
+    while the cut copies it)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab, self.reads = lab, 0
+
+    def read_slice(self, entity: str, study: str) -> LakeSlice:
+        piece = self.lab.lake.read_slice(entity, study)
+        if entity == "records":
+            self.reads += 1
+            if self.reads == 1:
+                self.lab.sim.advance(study_key=study, modify=2, add=2)
+                self.lab.ingest()
+        return piece
+
+
+def test_a_swap_while_freezing_is_retried_and_the_cut_is_one_version(lab: Lab) -> None:
+    reader = SwapDuringFreeze(lab)
+    manifest, made = make_cut(reader, lab.study, "racy", ENTITIES, root=lab.cuts)
+    assert made and reader.reads == 2
+    live = tree(study_dir(lab.lake.root_path(), "records", lab.study))
+    assert tree(study_dir(lab.cuts / "racy" / "lake", "records", lab.study)) == live
+    assert manifest.slices["records"]["sequence"] == 2  # the version after the swap
