@@ -39,6 +39,7 @@ from imednet_assets.demo import QUIET_CONSOLE
 from imednet_assets.simulator import SimulatorServer
 from imednet_assets_tests.defs.ingest.conftest import imednet_env, imednet_resource, sim  # noqa: F401
 from imednet_assets_tests.defs.sinks.bundles.conftest import read_json_zip
+from imednet_assets_tests.defs.sinks.odm.conftest import check_references, validate
 from imednet_assets_tests.defs.sinks.sql.conftest import pg_sink, pg_url  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("imednet_env")
@@ -237,6 +238,9 @@ def test_no_original_subject_key_or_oid_in_the_statistical_and_odm_files(
     assert KEY not in text
     for destination in ("statistical", "odm"):
         assert all(m["pseudonymised"] for m in metadata(result, destination).values())
+    for odm in (tmp_path / "bundles").rglob("*.xml"):  # still valid ODM, every OID defined
+        validate(odm)
+        check_references(odm)
 
 
 def test_every_date_of_a_subject_moves_by_one_offset_and_identifying_values_are_masked(
