@@ -2,7 +2,9 @@
 own assets and IO managers run (`dg.materialize`) against the cut's frozen slices, into a folder
 laid out like the data directory (`imednet.duckdb`, `bundles/<study>/…`).
 
-Same cut, same bytes: the exports stamp the lake's data and file times, which the cut keeps. The
+Same cut, same bytes: the exports stamp the lake's data and file times, which the cut keeps (on a
+local lake a cut exports exactly what the live lake exported when it was made; on object storage
+the live files' times are this machine's download times, so there only the content matches). The
 DuckDB file is the exception (DuckDB does not write byte-stable files); its tables are the same.
 """
 

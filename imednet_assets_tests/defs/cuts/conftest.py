@@ -16,15 +16,18 @@ from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.demo import QUIET_CONSOLE
 from imednet_assets.simulator import SimulatorConfig, SimulatorServer
 from imednet_assets_tests.defs.ingest.conftest import API_KEY, SECURITY_KEY, imednet_resource
+from imednet_assets_tests.defs.lake.conftest import s3_lake, s3_server  # noqa: F401 (fixtures)
+from imednet_assets_tests.defs.lake.lakes import S3Lake
 
 
 class Lab:
     """A simulator, a lake, a cuts folder and one Dagster instance."""
 
-    def __init__(self, sim: SimulatorServer, tmp_path: Path) -> None:
+    def __init__(self, sim: SimulatorServer, tmp_path: Path,
+                 lake: LakeIOManager | None = None) -> None:
         self.sim = sim
         self.base = tmp_path
-        self.lake = LakeIOManager(root=str(tmp_path / "lake"))
+        self.lake = lake or LakeIOManager(root=str(tmp_path / "lake"))
         self.cuts = tmp_path / "cuts"
         self.instance = dg.DagsterInstance.ephemeral()
         self.study = sorted(sim.stats())[0]
@@ -51,16 +54,32 @@ class Lab:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimulatorServer]:
+    """One small study, its keys in the environment."""
     config = SimulatorConfig(seed=7, studies=1, subjects=3, api_key=API_KEY,
                              security_key=SECURITY_KEY)
     with SimulatorServer(config) as server:
         monkeypatch.setenv("IMEDNET_BASE_URL", server.base_url)
         monkeypatch.setenv("IMEDNET_API_KEY", API_KEY)
         monkeypatch.setenv("IMEDNET_SECURITY_KEY", SECURITY_KEY)
-        lab = Lab(server, tmp_path)
-        lab.ingest()
-        yield lab
+        yield server
+
+
+@pytest.fixture
+def lab(sim: SimulatorServer, tmp_path: Path) -> Lab:
+    """The study ingested into a local lake."""
+    lab = Lab(sim, tmp_path)
+    lab.ingest()
+    return lab
+
+
+@pytest.fixture
+def s3_lab(sim: SimulatorServer, tmp_path: Path, request: pytest.FixtureRequest) -> Lab:
+    """The study ingested into a lake on S3 (moto on loopback; the lake tests' fixture)."""
+    bucket: S3Lake = request.getfixturevalue("s3_lake")
+    lab = Lab(sim, tmp_path, bucket.io())
+    lab.ingest()
+    return lab
 
 
 def tree(folder: Path) -> dict[str, bytes]:
