@@ -8,6 +8,7 @@ Slices without subject columns (study metadata) are handed over as they are.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -156,7 +157,18 @@ def _copy(lake: LakeSlice, folder: Path, p: Pseudonymiser, dates: frozenset[str]
             manifest = replace(manifest, log=log)
         tagged = f"{manifest.lake_id}.p{p.lineage_tag(manifest.lake_id)}"
         replace(manifest, lake_id=tagged).write(folder)
+    _keep_times(lake.path, folder)
     return LakeSlice.at(folder, lake.entity, lake.study_key, lake.schema)
+
+
+def _keep_times(source: Path, copy: Path) -> None:
+    """The copy's files and folders get the lake's modification times: file destinations stamp
+    their exports with them (extraction time), so the same lake still gives the same bytes."""
+    for path in sorted(copy.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [copy]:
+        original = source / path.relative_to(copy)
+        if original.exists():
+            st = original.stat()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @contextmanager

@@ -40,6 +40,7 @@ from imednet_assets.simulator import SimulatorServer
 from imednet_assets_tests.defs.ingest.conftest import imednet_env, imednet_resource, sim  # noqa: F401
 from imednet_assets_tests.defs.sinks.bundles.conftest import read_json_zip
 from imednet_assets_tests.defs.sinks.odm.conftest import check_references, validate
+from imednet_assets_tests.defs.sinks.runs import materialize_study
 from imednet_assets_tests.defs.sinks.sql.conftest import pg_sink, pg_url  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("imednet_env")
@@ -137,6 +138,13 @@ def bundle_forms(root: Path, study: str) -> dict[str, Any]:
 
 def bundle_subject_keys(root: Path, study: str) -> set[str]:
     return {row["subject_key"] for rows in bundle_forms(root, study).values() for row in rows}
+
+
+def bundle_files(root: Path) -> dict[str, bytes]:
+    """Every file under `root/bundles` by relative path."""
+    folder = root / "bundles"
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
 
 
 def lake_columns(root: Path, entity: str, study: str, columns: list[str]) -> pa.Table:
@@ -241,6 +249,24 @@ def test_no_original_subject_key_or_oid_in_the_statistical_and_odm_files(
     for odm in (tmp_path / "bundles").rglob("*.xml"):  # still valid ODM, every OID defined
         validate(odm)
         check_references(odm)
+
+
+def test_pseudonymised_files_from_the_same_lake_are_the_same_bytes(
+        sim, tmp_path, settings, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(PSEUDONYMISE_ENV, "bundles,statistical,odm")
+    study, instance = first_study(sim)
+    refresh(tmp_path, instance, study, files=True)
+    assets = [*bundle_assets, *statistical_assets, *odm_assets]
+    for again in ("one", "two"):  # the same lake, exported twice more elsewhere
+        folder = str(tmp_path / again / "bundles")
+        materialize_study(instance, study, assets, {
+            "lake_io_manager": LakeIOManager(root=str(tmp_path / "lake")),
+            **bundle_resources(folder), **statistical_resources(folder),
+            **odm_resources(folder)})
+    one, two = bundle_files(tmp_path / "one"), bundle_files(tmp_path / "two")
+    assert one == two
+    first = bundle_files(tmp_path)
+    assert first and {name: one[name] for name in first} == first
 
 
 def test_every_date_of_a_subject_moves_by_one_offset_and_identifying_values_are_masked(
