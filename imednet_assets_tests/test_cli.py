@@ -153,7 +153,8 @@ def test_demo_with_local_servers_materializes_every_destination(tmp_path: Path) 
     out = done.stdout
     assert [line.split(" (")[0] for line in out.splitlines() if line.startswith("started:")] == [
         "started: MongoDB", "started: Snowflake", "started: graph"]
-    assert "destinations: parquet lake, duckdb, graph, mongodb, snowflake, sql, bundles" in out
+    assert ("destinations: parquet lake, duckdb, graph, mongodb, snowflake, sql, bundles, "
+            "statistical, odm") in out
     summary = out[out.index("destination asset (rows written)"):out.index("\ntook ")]
     written = {line.split()[0]: line.split()[1:] for line in summary.splitlines()[1:] if line}
     assert set(written) == {
@@ -161,6 +162,8 @@ def test_demo_with_local_servers_materializes_every_destination(tmp_path: Path) 
         "mongodb/subjects", "snowflake/dictionary", "snowflake/form_tables",
         "snowflake/records_long", "snowflake/subjects", "snowflake/visits", "sql/dictionary",
         "sql/form_tables", "sql/records_long", "sql/subjects", "sql/visits",
+        "statistical/xpt", "statistical/sav", "statistical/dta", "odm/snapshot",
+        "odm/transactional",
     }  # fmt: skip
     # the same records everywhere: 3 subjects x 50 records per study
     for asset in ("mongodb/records", "snowflake/form_tables", "sql/form_tables", "bundles/csv"):
