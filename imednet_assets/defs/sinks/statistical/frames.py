@@ -211,7 +211,8 @@ def build_frame(dataset: Dataset, table: pa.Table, rules: FormatRules, study: st
             out.mapping.append(_row(dataset, column, short, label, part, n))
     if rules.max_columns is not None and len(order) > rules.max_columns:
         raise ValueRefused(_too_many(dataset, split, keys, len(order), rules, study))
-    out.frame = pd.DataFrame({name: data[name] for name in order}, columns=order)
+    # the series become the frame's columns as they are: a copy would double the peak memory
+    out.frame = pd.DataFrame({name: data.pop(name) for name in order}, columns=order, copy=False)
     return out
 
 

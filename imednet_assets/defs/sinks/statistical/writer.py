@@ -108,9 +108,9 @@ def write_export(path: Path, fmt: StatFormat, tables: StudyTables, extracted_at:
     with archive.open_archive(path) as zf:
         for dataset in plan_datasets(tables, rules):
             assert dataset.spec is not None
-            table = tables.read(dataset.spec, batch_rows=batch_rows).read_all()
-            frame = build_frame(dataset, table, rules, tables.study_key)
-            del table
+            # no reference kept here: the table's memory goes as soon as the frame is built
+            frame = build_frame(dataset, tables.read(dataset.spec, batch_rows=batch_rows)
+                                .read_all(), rules, tables.study_key)
             _write_dataset(zf, scratch, rules, dataset, frame, extracted_at)
             stats.rows[dataset.table] = len(frame.frame)
             stats.split_values += frame.split_values
