@@ -24,7 +24,7 @@ from imednet_assets.defs.checks.freshness import (
     lake_freshness_schedule,
     lake_is_fresh,
 )
-from imednet_assets.defs.cuts.assets import DATA_CUT_KEY, data_cut_defs
+from imednet_assets.defs.cuts.assets import data_cut_defs
 from imednet_assets.defs.execution import run_executor
 from imednet_assets.defs.ingest import definitions as ingest_definitions
 from imednet_assets.defs.ingest.assets import LAKE_IO_MANAGER_KEY
@@ -64,10 +64,9 @@ def configured_destinations() -> list[str]:
 # every asset, one study per run (the CLI `demo` and the discovery sensor run it per study)
 imednet_all_job = dg.define_asset_job(
     name=ALL_JOB_NAME,
-    # the freshness check looks at every study at once: it has its own job and schedule; a data
-    # cut is made on demand, under a name given in its run config
-    selection=dg.AssetSelection.all() - dg.AssetSelection.checks(lake_is_fresh)
-    - dg.AssetSelection.assets(DATA_CUT_KEY),
+    # the freshness check looks at every study at once: it has its own job and schedule (a data
+    # cut is not materializable here: `data_cut_job` makes one, under a name)
+    selection=dg.AssetSelection.all() - dg.AssetSelection.checks(lake_is_fresh),
     partitions_def=study_partitions,
     description="Everything for one study: API -> lake -> destinations.",
 )

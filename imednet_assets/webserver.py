@@ -50,7 +50,7 @@ query($id: String!) {
     __typename ... on PartitionBackfill { status }
   }
 }"""
-_ASSET_KEYS = """{ assetNodes { assetKey { path } } }"""
+_ASSET_KEYS = """{ assetNodes { assetKey { path } isMaterializable } }"""
 FINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 FINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
@@ -135,7 +135,9 @@ def wait_run(graphql: GraphQL, run_id: str, timeout_s: float = 1800) -> str:
 
 def launch_backfill(graphql: GraphQL, studies: list[str]) -> str:
     """What the UI sends for "Materialize all" with several study partitions chosen."""
-    keys = [node["assetKey"] for node in graphql(_ASSET_KEYS)["assetNodes"]]
+    # what the button materializes: not the assets only their own job records (a data cut)
+    keys = [node["assetKey"] for node in graphql(_ASSET_KEYS)["assetNodes"]
+            if node["isMaterializable"]]
     params = {"partitionNames": studies, "assetSelection": keys, "fromFailure": False}
     answer = graphql(_LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]
     if answer["__typename"] != "LaunchBackfillSuccess":

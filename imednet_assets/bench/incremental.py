@@ -57,7 +57,8 @@ def measure(base_url: str, study: str, changed: float, concurrency: int,
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("study", [study])
-    keys = set(defs.resolve_asset_graph().get_all_asset_keys())
+    graph = defs.resolve_asset_graph()
+    keys = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
     if not every_destination:  # the lake and DuckDB only (the bundles are always configured)
         keys = {k for k in keys if k.path[0] in ("imednet", "duckdb")}
     job = defs.resolve_job_def(ALL_JOB_NAME).get_subset(

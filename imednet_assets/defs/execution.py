@@ -24,8 +24,8 @@ QUEUE_ENV = "IMEDNET_ASSETS_CELERY_QUEUE"
 LOCAL_QUEUE_ENV = "IMEDNET_ASSETS_CELERY_LOCAL_QUEUE"
 
 IN_PROCESS, CELERY = "in_process", "celery"
-#: destinations that write files on the disk of the machine that runs them
-LOCAL_FILE_DESTINATIONS = frozenset({"duckdb", "bundles", "statistical", "odm"})
+#: destinations (and the data cuts) that write files on the disk of the machine that runs them
+LOCAL_FILE_DESTINATIONS = frozenset({"duckdb", "bundles", "statistical", "odm", "cuts"})
 DEFAULT_BROKER_URL = "pyamqp://guest@127.0.0.1:5672//"  # RabbitMQ on loopback, its guest user
 DEFAULT_QUEUE = "dagster"  # dagster-celery's own default queue
 DEFAULT_LOCAL_QUEUE = "imednet-local"

@@ -21,7 +21,9 @@ def test_the_bench_prints_one_json_line_and_writes_both_files(tmp_path: Path) ->
     assert len(out) == 1
     line = json.loads(out[0])
     assert set(line) == {"records", "revisions", "form_data", "audit_records", "seconds",
-                         "seconds_by_kind", "bytes_by_kind", "cpu_seconds", "peak_rss_mb"}
+                         "seconds_by_kind", "bytes_by_kind", "cpu_seconds", "peak_rss_mb",
+                         "rows"}
+    assert line["rows"] == line["form_data"]  # what `imednet-assets bench` reports as rows
     assert (line["records"], line["revisions"], line["form_data"], line["audit_records"]) == (
         5, 8, 4 + 9, 8)
     assert set(line["seconds_by_kind"]) == set(line["bytes_by_kind"]) == {

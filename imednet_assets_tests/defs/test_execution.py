@@ -18,7 +18,7 @@ QUEUE_TAG = "dagster-celery/queue"
 _PRINT_QUEUES = (
     "import json; from imednet_assets.definitions import defs; print(json.dumps("
     "{a.node_def.name: a.node_def.tags['" + QUEUE_TAG + "'] "
-    "for a in defs.resolve_asset_graph().assets_defs}))"
+    "for a in defs.resolve_asset_graph().assets_defs if a.is_executable}))"
 )
 
 

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from imednet_assets.defs.cuts.manifest import MANIFEST_NAME, CutError, CutManifest, cuts_root
 from imednet_assets.defs.cuts.writer import make_cut
+from imednet_assets.defs.execution import step_tags
 from imednet_assets.defs.ingest.assets import ENTITIES, LAKE_IO_MANAGER_KEY
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.sinks.lake_inputs import lake_key
@@ -40,7 +41,7 @@ class DataCutConfig(dg.Config):
                       "data is identical, an error otherwise.")
 
 
-def made_by(context: dg.AssetExecutionContext) -> dict[str, Any]:
+def made_by(context: dg.OpExecutionContext) -> dict[str, Any]:
     """The run that makes the cut: id, job, tags and the user where a tag names one."""
     tags = {k: str(v) for k, v in sorted(context.run.tags.items())}
     user = next((tags[t] for t in USER_TAGS if tags.get(t)), None)
@@ -69,22 +70,35 @@ def cut_metadata(manifest: CutManifest, folder: Path, made_now: bool) -> dict[st
     }
 
 
-@dg.asset(
+data_cut = dg.AssetSpec(
     key=DATA_CUT_KEY,
-    partitions_def=study_partitions,
     deps=[lake_key(e) for e in ENTITIES],
     group_name=CUTS_GROUP,
     kinds={"parquet"},
-    required_resource_keys={LAKE_IO_MANAGER_KEY, DATA_CUTS_KEY},
+    partitions_def=study_partitions,
     tags={"imednet/layer": CUTS_GROUP},
     description="A named, read-only copy of the study's lake slices with a SHA-256 manifest: "
-    "every export can be produced from it again, byte for byte (`imednet-assets cut-export`).",
+    "every export can be produced from it again, byte for byte (`imednet-assets cut-export`). "
+    "Made by `data_cut_job` with `{name}` config; each materialization is one cut.",
 )
-def data_cut(context: dg.AssetExecutionContext, config: DataCutConfig) -> dg.MaterializeResult:
+"""Not materializable by itself: "Materialize all" must not ask for a cut name, so the cut is
+made by its own job, which records a materialization of this asset (lineage from the lake)."""
+
+DATA_CUT_OP = "make_data_cut"
+
+
+@dg.op(
+    name=DATA_CUT_OP,
+    required_resource_keys={LAKE_IO_MANAGER_KEY, DATA_CUTS_KEY},
+    # the cut is files on this machine's disk (`defs/execution.py`)
+    tags=step_tags("cuts"),
+)
+def make_data_cut(context: dg.OpExecutionContext, config: DataCutConfig) -> None:
     lake = getattr(context.resources, LAKE_IO_MANAGER_KEY)
     cuts: DataCuts = getattr(context.resources, DATA_CUTS_KEY)
+    study = context.partition_key
     try:
-        manifest, made_now = make_cut(lake, context.partition_key, config.name, ENTITIES,
+        manifest, made_now = make_cut(lake, study, config.name, ENTITIES,
                                       root=cuts.folder(), made_by=made_by(context))
     except (CutError, FileNotFoundError) as err:
         raise dg.Failure(description=f"data cut {config.name!r}: {err}") from None
@@ -92,9 +106,18 @@ def data_cut(context: dg.AssetExecutionContext, config: DataCutConfig) -> dg.Mat
     context.log.info(f"data cut {manifest.name!r} of study {manifest.study_key!r}: "
                      f"{'made' if made_now else 'already there with identical content'} "
                      f"at {folder}")
-    return dg.MaterializeResult(metadata=cut_metadata(manifest, folder, made_now))
+    context.log_event(dg.AssetMaterialization(
+        asset_key=DATA_CUT_KEY, partition=study,
+        metadata=cut_metadata(manifest, folder, made_now)))
+
+
+@dg.job(partitions_def=study_partitions, description="Freeze one study's lake slices as a named "
+        "data cut (run config: the cut's name).")
+def data_cut_job() -> None:
+    make_data_cut()
 
 
 def data_cut_defs(root: str | None = None) -> dg.Definitions:
     """The cut asset and where cuts go; the lake IO manager comes from the top level."""
-    return dg.Definitions(assets=[data_cut], resources={DATA_CUTS_KEY: DataCuts(root=root)})
+    return dg.Definitions(assets=[data_cut], jobs=[data_cut_job],
+                          resources={DATA_CUTS_KEY: DataCuts(root=root)})

@@ -226,4 +226,6 @@ def test_code_location_all_job_runs_the_checks(tmp_path: Path) -> None:
     assert out["success"]
     ran = {check_key(asset, name): (passed, partition) for asset, name, passed, partition in
            out["checks"]}
-    assert ran == {key: (True, out["study"]) for key in CHECK_KEYS}
+    # and the always-on ODM file's own record check
+    expected = CHECK_KEYS | {check_key("odm/snapshot", "every_record_once")}
+    assert ran == {key: (True, out["study"]) for key in expected}

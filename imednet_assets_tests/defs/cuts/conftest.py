@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from imednet_assets.defs.cuts.assets import DATA_CUTS_KEY, DataCuts, data_cut
+from imednet_assets.defs.cuts.assets import DATA_CUT_OP, DATA_CUTS_KEY, DataCuts, data_cut_job
 from imednet_assets.defs.ingest.assets import ingest_assets
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.demo import QUIET_CONSOLE
@@ -41,14 +41,11 @@ class Lab:
 
     def cut(self, name: str, *, raise_on_error: bool = True,
             tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
-        """The `imednet/data_cut` asset for the study with config `{name}`."""
-        upstream = [dg.AssetSpec(k, partitions_def=data_cut.partitions_def)
-                    for k in data_cut.dependency_keys]
-        config: dict[str, Any] = {"ops": {"imednet__data_cut": {"config": {"name": name}}}}
-        return dg.materialize(
-            [*upstream, data_cut], selection=[data_cut.key], partition_key=self.study,
-            instance=self.instance, tags=tags, raise_on_error=raise_on_error,
-            run_config={**config, **QUIET_CONSOLE},
+        """`data_cut_job` for the study with config `{name}` (it records `imednet/data_cut`)."""
+        config: dict[str, Any] = {"ops": {DATA_CUT_OP: {"config": {"name": name}}}}
+        return data_cut_job.execute_in_process(
+            partition_key=self.study, instance=self.instance, tags=tags,
+            raise_on_error=raise_on_error, run_config={**config, **QUIET_CONSOLE},
             resources={"lake_io_manager": self.lake,
                        DATA_CUTS_KEY: DataCuts(root=str(self.cuts))})
 
