@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from imednet_assets.bench.usage import cpu_seconds, peak_rss_mb
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.bundles.assets import FORMATS
@@ -58,11 +58,6 @@ def run_ours(lake_root: Path, study: str, root: Path, formats: list[str]
     return slices["records"].num_rows, rows, seconds
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lake_root", type=Path)
@@ -77,11 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         use_plain_writers()
     with tempfile.TemporaryDirectory(prefix="imednet-bench-bundles-") as tmp:
         root = args.keep or Path(tmp)
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), cpu_seconds()
         records, rows, per_format = run_ours(args.lake_root, args.study, root, formats)
-        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
-    peak = max(resource.getrusage(who).ru_maxrss
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    peak = peak_rss_mb()
     print(json.dumps({"path": args.path, "records": records, "rows": rows,
                       "seconds": round(seconds, 3), "seconds_by_format": per_format,
                       "cpu_seconds": round(cpu, 3),

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from imednet_assets.bench.usage import cpu_seconds, peak_rss_mb
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.odm.assets import KINDS
@@ -47,11 +47,6 @@ def run(lake_root: Path, study: str, root: Path, kinds: list[str],
             "rows": forms}
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lake_root", type=Path)
@@ -70,11 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown kinds: {', '.join(unknown)}")
     with tempfile.TemporaryDirectory(prefix="imednet-bench-odm-") as tmp:
         root = args.keep or Path(tmp)
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), cpu_seconds()
         counts = run(args.lake_root, args.study, root, kinds, args.memory_limit)
-        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
-    peak = max(resource.getrusage(who).ru_maxrss
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    peak = peak_rss_mb()
     print(json.dumps({**counts, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
                       "peak_rss_mb": round(peak, 1)}))
     return 0
