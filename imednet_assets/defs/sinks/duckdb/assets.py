@@ -40,6 +40,7 @@ KEYED_ENTITIES = ("subjects", "visits", "record_revisions", "queries")
 # Registered Arrow relations (names only live on the write's connection).
 _MAP = "_imednet_name_map"
 _DICTIONARY = "_imednet_dictionary"
+_KEYED_ROWS = sql.quote_ident(sql.KEYED_ROWS)
 
 
 def _source(lake: LakeSlice, relations: dict[str, pa.Table]) -> str:
@@ -72,10 +73,14 @@ def _entity_asset(entity: str) -> SinkPart:
     @SINK.asset(entity, {"lake": entity}, f"The lake's {entity}, copied as they are, by study.")
     def _asset(study: str, lake: LakeSlice) -> StudyWrite:
         relations: dict[str, pa.Table] = {}
-        select = sql.entity_select_sql(_source(lake, relations))
-        keyed = _keyed(entity) if entity in KEYED_ENTITIES else None
+        source = _source(lake, relations)
+        if entity not in KEYED_ENTITIES:
+            select = sql.entity_select_sql(source)
+            return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),),
+                              relations, slices={entity: lake})
+        select = sql.entity_select_sql(_KEYED_ROWS)
         return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),), relations,
-                          slices={entity: lake}, keyed=keyed)
+                          slices={entity: lake}, keyed=_keyed(entity), keyed_source=source)
 
     return _asset
 
@@ -129,10 +134,11 @@ def records_long_asset(study: str, records: LakeSlice, variables: LakeSlice) -> 
     plan = plan_form_tables([], _dictionary(variables))
     _, dictionary = mapping_tables(plan)
     relations: dict[str, pa.Table] = {_DICTIONARY: dictionary}
-    select = sql.long_select_sql(_source(records, relations), _DICTIONARY)
+    select = sql.long_select_sql(_KEYED_ROWS, _DICTIONARY)
     return StudyWrite(
         "records_long", study, (TableLoad("records_long", lambda _types: select),), relations,
         slices={"records": records, "variables": variables}, keyed=_keyed("records"),
+        keyed_source=_source(records, relations),
     )
 
 
@@ -159,11 +165,10 @@ def form_tables_asset(
     study: str, forms: LakeSlice, variables: LakeSlice, records: LakeSlice
 ) -> StudyWrite:
     relations: dict[str, pa.Table] = {}
-    source = _source(records, relations)
-    loads = tuple(_wide_load(p, source) for p in _plan(forms, variables, records))
+    loads = tuple(_wide_load(p, _KEYED_ROWS) for p in _plan(forms, variables, records))
     return StudyWrite("form_tables", study, loads, relations, stale_prefix=sql.FORM_TABLE_PREFIX,
                       slices={"forms": forms, "variables": variables, "records": records},
-                      keyed=_keyed("records"))
+                      keyed=_keyed("records"), keyed_source=_source(records, relations))
 
 
 duckdb_assets: list[dg.AssetsDefinition] = SINK.assets([

@@ -64,6 +64,8 @@ class StudyWrite:
     """The lake slices the rows come from: their change logs decide skip, apply or rewrite."""
     keyed: tuple[str, str] | None = None
     """(lake entity, key column) whose changed keys the asset can replace in place."""
+    keyed_source: str | None = None
+    """FROM text of the keyed entity's lake rows; the loads read them as `sql.KEYED_ROWS`."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,10 @@ def write_study(
         key = write.keyed[1] if write.keyed and plan.action == APPLY else None
         if key is not None:
             conn.register(sql.CHANGED_KEYS, pa.table({"key": sorted(plan.keys)}))
+        if write.keyed_source is not None:
+            # an apply reads the changed keys' rows from the lake once, not once per table
+            table = "(changed rows)"
+            conn.execute(sql.keyed_rows_sql(write.keyed_source, key))
         conn.execute("BEGIN TRANSACTION")
         try:
             tables = catalog(conn)
@@ -233,6 +239,9 @@ def write_study(
         except BaseException:
             _rollback(conn)
             raise
+        finally:
+            if write.keyed_source is not None:
+                conn.execute(sql.drop_keyed_rows_sql(key))
     except duckdb.Error as err:
         raise DuckDBSinkError(
             f"DuckDB write of {write.asset_name} for study {write.study_key} failed "

@@ -192,6 +192,9 @@ def long_select_sql(source: str, dictionary: str) -> str:
 SYNC_SCHEMA = "imednet_sync"
 SYNC_STATE_TABLE = "sync_state"
 CHANGED_KEYS = "_imednet_changed_keys"
+#: The keyed entity's lake rows as a write's selects read them: all of them (a view), or in an
+#: incremental apply only the changed keys' rows (a temporary table, read from the lake once).
+KEYED_ROWS = "_imednet_keyed_rows"
 
 
 def sync_state_ref() -> str:
@@ -204,6 +207,22 @@ def delete_keys_sql(table: str, key: str) -> str:
         f"DELETE FROM {table_ref(table)} WHERE {quote_ident('study_key')} = ? AND "
         f"{quote_ident(key)} IN (SELECT {quote_ident('key')} FROM {quote_ident(CHANGED_KEYS)})"
     )
+
+
+def keyed_rows_sql(source: str, key: str | None) -> str:
+    """(Re)define `KEYED_ROWS` over `source`: every row, or (`key` given) the changed keys' rows."""
+    if key is None:
+        return f"CREATE OR REPLACE TEMP VIEW {quote_ident(KEYED_ROWS)} AS SELECT * FROM {source}"
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {quote_ident(KEYED_ROWS)} AS SELECT * FROM {source} "
+        f"WHERE {quote_ident(key)} IN (SELECT {quote_ident('key')} FROM "
+        f"{quote_ident(CHANGED_KEYS)})"
+    )
+
+
+def drop_keyed_rows_sql(key: str | None) -> str:
+    kind = "VIEW" if key is None else "TABLE"
+    return f"DROP {kind} IF EXISTS {quote_ident(KEYED_ROWS)}"
 
 
 def only_keys_sql(select_sql: str, key: str) -> str:
