@@ -68,14 +68,15 @@ def first_study(server: SimulatorServer) -> tuple[str, dg.DagsterInstance]:
 
 
 def refresh(root: Path, instance: dg.DagsterInstance, study: str, mode: str = FULL,
-            raise_on_error: bool = True, files: bool = False) -> dg.ExecuteInProcessResult:
+            raise_on_error: bool = True, files: bool = False,
+            bundles: bool = True) -> dg.ExecuteInProcessResult:
     """Ingest, DuckDB and bundles for `study` under `root` (`files`: the statistical and ODM
-    exports instead)."""
+    exports instead; `bundles=False`: DuckDB alone)."""
     destinations = (
         ([*statistical_assets, *odm_assets],
          {**statistical_resources(str(root / "bundles")), **odm_resources(str(root / "bundles"))})
         if files else
-        ([*duckdb_assets, *bundle_assets],
+        ([*duckdb_assets, *(bundle_assets if bundles else [])],
          {**duckdb_resources(str(root / "sink.duckdb")),
           **bundle_resources(str(root / "bundles"))}))
     return dg.materialize(
