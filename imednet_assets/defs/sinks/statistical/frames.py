@@ -3,9 +3,10 @@
 Cells keep the DuckDB table's types: numbers as doubles (NaN and infinities, which no format
 holds, as missing, and in SAS transport numbers beyond its IBM floats' range too, counted: the
 `__raw` twin keeps the text), dates and timestamps as dates and datetimes (handed to
-pyreadstat as the numbers the format stores, in its date formats), booleans as 1/0. Missing text is written as empty text: none of the formats
-tells them apart (and pyreadstat fails on a missing Stata strL). A text holding a NUL character
-is refused: ReadStat would end it there without a word.
+pyreadstat as the numbers the format stores, in its date formats), booleans as 1/0. Missing
+text is written as empty text: none of the formats tells them apart (and pyreadstat fails on
+a missing Stata strL). A text holding a NUL character is refused: ReadStat would end it there
+without a word.
 
 Text over the format's value limit is split into pieces: `<name>`, `<name>2`, ... (see
 `names.split_text`); a shorter value has empty further pieces. Text columns stay Arrow-backed
