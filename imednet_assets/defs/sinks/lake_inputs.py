@@ -8,7 +8,6 @@ step (events, input loads), and one writer per destination is what the pool allo
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -91,7 +90,7 @@ def sink_multi_asset(
         except FileNotFoundError as err:
             raise dg.Failure(description=f"{destination}: {err}") from None
         # the outputs are written while this generator waits at its yield: inside the session
-        with pseudonymised(slices, p, partial(lake.read_slice, "variables")) as slices, \
+        with pseudonymised(slices, p, lake.read_slice) as slices, \
                 getattr(context.resources, io_manager_key).step_session():
             for part in chosen:
                 key = dg.AssetKey([destination, part.name])

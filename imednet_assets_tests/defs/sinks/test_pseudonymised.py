@@ -25,12 +25,17 @@ from imednet_assets.defs.sinks.duckdb.assets import duckdb_assets
 from imednet_assets.defs.sinks.duckdb.definitions import duckdb_resources
 from imednet_assets.defs.sinks.odm.assets import odm_assets
 from imednet_assets.defs.sinks.odm.definitions import odm_resources
-from imednet_assets.defs.sinks.pseudonymise import pseudonymise_batch
+from imednet_assets.defs.sinks.pseudonymise import (
+    StudyText,
+    SubjectMentions,
+    pseudonymise_batch,
+)
 from imednet_assets.defs.sinks.pseudonyms import (
     DATE_SHIFT_ENV,
     IDENTIFYING_ENV,
     PSEUDONYM_KEY_ENV,
     PSEUDONYMISE_ENV,
+    Pseudonymiser,
     pseudonymiser,
 )
 from imednet_assets.defs.sinks.statistical.assets import statistical_assets
@@ -428,7 +433,7 @@ def test_record_values_dates_shifted_odd_date_spellings_and_identifying_values_m
          {"study_key": "S", "record_id": 2, "form_key": "VS", "record_data": None}],
         schema=SCHEMAS["records"])
     dates = frozenset({"VS\x1fvsdt", "VS\x1fodddt", "VS\x1fblankdt", "AE\x1fnote"})
-    out = pseudonymise_batch(batch.slice(0, 2), "S", p, dates).to_pylist()
+    out = pseudonymise_batch(batch.slice(0, 2), "S", p, StudyText(dates=dates)).to_pylist()
     days = p.offset_days("S", "101-001")
     moved = dt.date(2024, 1, 31) + dt.timedelta(days=days)
     assert dict(out[0]["record_data"]) == {
@@ -437,3 +442,52 @@ def test_record_values_dates_shifted_odd_date_spellings_and_identifying_values_m
         # the parser rolls an impossible day over (30 February = 1 March), then it moves
         "bad": str(dt.date(2024, 3, 1) + dt.timedelta(days=days))}
     assert out[1]["record_data"] is None
+
+
+def _mentions(p: Pseudonymiser) -> SubjectMentions:
+    return SubjectMentions.of("S", ["101-003", "101-004", "A 7", None], ["SUBJ-3", None], p)
+
+
+def test_free_text_names_subjects_by_pseudonym_whole_words_only(monkeypatch):
+    p = pseudonymiser("sql", {PSEUDONYMISE_ENV: "sql", PSEUDONYM_KEY_ENV: KEY})
+    assert p is not None
+    m = _mentions(p)
+    key, oid = p.subject_key("S", "101-003"), p.subject_oid("S", "SUBJ-3")
+    assert m.text("Subject 101-003 missed the visit; see (101-003).") == \
+        f"Subject {key} missed the visit; see ({key})."
+    assert m.text("101-003,101-004") == f"{key},{p.subject_key('S', '101-004')}"
+    assert m.text("SUBJ-3: dose held") == f"{oid}: dose held"
+    # not a mention: part of a longer word or number
+    for text in ("101-0031", "X101-003", "2101-003", "SUBJ-33", "101-003x"):
+        assert m.text(text) == text
+    assert m.text("patient A 7 fell") == f"patient {p.subject_key('S', 'A 7')} fell"
+    assert "101-003" not in repr(m) and "SUBJ-3" not in repr(m)
+
+
+def test_free_text_columns_and_text_variables_are_scrubbed_other_values_kept(monkeypatch):
+    p = pseudonymiser("sql", {PSEUDONYMISE_ENV: "sql", PSEUDONYM_KEY_ENV: KEY})
+    assert p is not None
+    key = p.subject_key("S", "101-003")
+    text = StudyText(free_text=frozenset({"AE\x1faeterm"}), mentions=_mentions(p))
+    queries = pa.RecordBatch.from_pylist(
+        [{"study_key": "S", "subject_key": "101-004", "annotation_id": 1,
+          "description": "Confirm 101-003's visit date", "variable": "101-003",
+          "query_comments": [{"sequence": 1, "comment": "Same as subject 101-003."}, None]}],
+        schema=SCHEMAS["queries"])
+    out = pseudonymise_batch(queries, "S", p, text).to_pylist()[0]
+    assert out["description"] == f"Confirm {key}'s visit date"
+    assert out["query_comments"][0]["comment"] == f"Same as subject {key}."
+    assert out["query_comments"][1] is None
+    assert out["variable"] == "101-003"  # a variable name, not free text
+    records = pa.RecordBatch.from_pylist(
+        [{"study_key": "S", "record_id": 1, "form_key": "AE", "subject_key": "101-004",
+          "record_data": [("aeterm", "fall, like 101-003"), ("aecode", "101-003")]}],
+        schema=SCHEMAS["records"])
+    out = pseudonymise_batch(records, "S", p, text).to_pylist()[0]
+    assert dict(out["record_data"]) == {"aeterm": f"fall, like {key}", "aecode": "101-003"}
+    revisions = pa.RecordBatch.from_pylist(
+        [{"study_key": "S", "record_revision_id": 1, "subject_key": "101-004",
+          "reason_for_change": "entered for 101-003 by mistake"}],
+        schema=SCHEMAS["record_revisions"])
+    out = pseudonymise_batch(revisions, "S", p, text).to_pylist()[0]
+    assert out["reason_for_change"] == f"entered for {key} by mistake"
