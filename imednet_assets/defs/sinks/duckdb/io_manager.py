@@ -107,6 +107,26 @@ def catalog(conn: duckdb.DuckDBPyConnection) -> Catalog:
     return tables
 
 
+class CatalogCache:
+    """A connection's catalog, read once for the writes of a step: a write that changes a
+    schema reads it again, a failed one (its DDL rolled back) forgets it."""
+
+    def __init__(self) -> None:
+        self._tables: Catalog | None = None
+
+    def get(self, conn: duckdb.DuckDBPyConnection) -> Catalog:
+        if self._tables is None:
+            self._tables = catalog(conn)
+        return self._tables
+
+    def reread(self, conn: duckdb.DuckDBPyConnection) -> Catalog:
+        self._tables = catalog(conn)
+        return self._tables
+
+    def forget(self) -> None:
+        self._tables = None
+
+
 def sync_schema(conn: duckdb.DuckDBPyConnection, table: str, wanted: list[tuple[str, str]],
                 existing: Mapping[str, tuple[str, str, str | None]]) -> bool:
     """Create the table, add new columns, widen clashing types to VARCHAR. Never drops anything.
@@ -161,11 +181,14 @@ def _columns_of(tables: Catalog, names: list[str]) -> dict[str, list[tuple[str, 
 
 
 def write_study(
-    conn: duckdb.DuckDBPyConnection, write: StudyWrite, database: str
+    conn: duckdb.DuckDBPyConnection, write: StudyWrite, database: str,
+    known: CatalogCache | None = None,
 ) -> WriteOutcome:
     """Bring the study's tables to the lake's state in one transaction: nothing when the stored
     sync state says they are there, the changed keys when the change logs reach back, else the
-    whole slice; the new sync state commits with the rows."""
+    whole slice; the new sync state commits with the rows. `known`: the connection's catalog
+    as earlier writes left it."""
+    known = known if known is not None else CatalogCache()
     table = "(setup)"
     try:
         for name, relation in write.relations.items():
@@ -173,7 +196,7 @@ def write_study(
         plan = plan_changes(write.slices, _sync_state(conn, write),
                             write.keyed[0] if write.keyed else None)
         if plan.action == SKIP:
-            tables = catalog(conn)
+            tables = known.get(conn)
             counts = {load.table: conn.execute(sql.count_slice_sql(load.table),
                                                [write.study_key]).fetchone()[0]
                       for load in write.loads if load.table.lower() in tables}
@@ -187,7 +210,7 @@ def write_study(
             conn.execute(sql.keyed_rows_sql(write.keyed_source, key))
         conn.execute("BEGIN TRANSACTION")
         try:
-            tables = catalog(conn)
+            tables = known.get(conn)
             altered = False
             for load in write.loads:
                 table = load.table
@@ -200,7 +223,7 @@ def write_study(
                         conn.execute(sql.comment_column_sql(table, column, comment))
                         altered = True
             if altered:
-                tables = catalog(conn)
+                tables = known.reread(conn)
             removed = added = 0
             if write.stale_prefix is not None:
                 mine = {load.table.lower() for load in write.loads}
@@ -238,6 +261,7 @@ def write_study(
             return WriteOutcome(counts, plan, removed, added, _columns_of(tables, list(counts)))
         except BaseException:
             _rollback(conn)
+            known.forget()
             raise
         finally:
             if write.keyed_source is not None:
@@ -278,17 +302,18 @@ class DuckDBSinkIOManager(DestinationIOManager):
 
     duckdb: DuckDBResource
     _session: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _catalog: CatalogCache | None = PrivateAttr(default=None)
 
     @contextlib.contextmanager
     def step_session(self) -> Iterator[None]:
         """One connection for every output of the step: opening the file and checkpointing it
         on close cost more than a small incremental write."""
         with self._connect() as conn:
-            self._session = conn
+            self._session, self._catalog = conn, CatalogCache()
             try:
                 yield
             finally:
-                self._session = None
+                self._session, self._catalog = None, None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -300,7 +325,7 @@ class DuckDBSinkIOManager(DestinationIOManager):
                 # a failed write fails the step: release the file now, not whenever the step's
                 # generator (which holds the session) is collected
                 self._session.close()
-                self._session = None
+                self._session, self._catalog = None, None
                 raise
             return
         if self.duckdb.database != ":memory:":
@@ -315,7 +340,7 @@ class DuckDBSinkIOManager(DestinationIOManager):
     def write_output(self, context: dg.OutputContext, obj: StudyWrite) -> WriteReport:
         study = obj.study_key
         with self._connect() as conn:
-            outcome = write_study(conn, obj, self.duckdb.database)
+            outcome = write_study(conn, obj, self.duckdb.database, self._catalog)
             counts, columns = outcome.counts, outcome.columns
             biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
             preview = markdown_preview(conn, biggest, study) if biggest else ""
