@@ -13,9 +13,11 @@ until the partition is materialized again).
 
 Incremental (`sync_collection`): the tokens of the lake slices a collection was built from are
 kept per asset and study in `sync_state` (`_id = "<asset>/<study>"`), written after the
-documents. The lake's change logs then decide: skip (nothing read, nothing written), apply (only
-the documents of the changed keys are rebuilt and upserted, those the keys no longer give are
-deleted) or rewrite (the replay above). Without multi-document transactions the state cannot
+documents, with the study's document count (a skip or an apply derives its count from it; an
+apply unsets it first, so one that dies half way makes the next run count). The lake's change
+logs then decide: skip (nothing read, nothing written), apply (only the documents of the
+changed keys are rebuilt and upserted, those the keys no longer give are deleted) or rewrite
+(the replay above). Without multi-document transactions the state cannot
 commit with the documents, so it is stored last and removed before a rewrite: a crash leaves
 an older state (or none), and the next run applies the same keys again (upserts by `_id` make
 that harmless) or rewrites.
@@ -152,10 +154,11 @@ class _Writer:
         return stats
 
     def apply(self, retry: Callable[[Callable[[], Any], str], Any], exported_at: str,
-              keys: Mapping[str, frozenset[Any]]) -> WriteStats:
+              keys: Mapping[str, frozenset[Any]], documents: int | None = None) -> WriteStats:
         """Rebuild and upsert only the documents the changed `keys` touch; delete those of them
         the lake no longer gives. Hashes are compared as in a replay, so a key that changed in
-        the lake without changing its document writes nothing."""
+        the lake without changing its document writes nothing. `documents`: the study's count
+        before, when the sync state knows it (else the documents are counted)."""
         keyed = self.plan.keyed
         if keyed is None:
             raise DestinationError(f"{self.where}: this collection cannot be applied by key")
@@ -181,7 +184,9 @@ class _Writer:
                 stats.batches += 1
             _after_batch(self.plan.collection, number)
         stats.deleted = self._delete_ids(retry, [i for i in existing if i not in seen])
-        stats.documents = retry(self.count, "counting the study's documents")
+        # inserts are documents the study did not hold (checked by id above)
+        stats.documents = (documents + stats.inserted - stats.deleted if documents is not None
+                           else retry(self.count, "counting the study's documents"))
         return stats
 
     def count(self) -> int:
@@ -290,22 +295,38 @@ def sync_state_id(asset_name: str, study_key: str) -> str:
     return f"{asset_name}/{study_key}"
 
 
+def _read_state(db: Database, asset_name: str, study_key: str) -> tuple[dict[str, str],
+                                                                        int | None]:
+    """(entity -> lake token, the study's document count) as the last write left them."""
+    doc = db[SYNC_STATE_COLLECTION].find_one({"_id": sync_state_id(asset_name, study_key)})
+    if not doc:
+        return {}, None
+    documents = doc.get("documents")
+    return dict(doc.get("tokens") or {}), documents if isinstance(documents, int) else None
+
+
 def read_sync_state(db: Database, asset_name: str, study_key: str) -> dict[str, str]:
     """entity -> lake token the asset's documents of the study were last built from ({} if
     none, or if a rewrite is under way)."""
-    doc = db[SYNC_STATE_COLLECTION].find_one({"_id": sync_state_id(asset_name, study_key)})
-    return dict(doc.get("tokens") or {}) if doc else {}
+    return _read_state(db, asset_name, study_key)[0]
 
 
 def _store_sync_state(db: Database, asset_name: str, study_key: str,
-                      tokens: Mapping[str, str]) -> None:
+                      tokens: Mapping[str, str], documents: int) -> None:
+    """The tokens, and the study's document count after the write (a skip or an apply derives
+    its count from it: counting a study's documents scans them)."""
     doc_id = sync_state_id(asset_name, study_key)
     db[SYNC_STATE_COLLECTION].replace_one(
         {"_id": doc_id},
         {"_id": doc_id, "asset": asset_name, "study_key": study_key, "tokens": dict(tokens),
-         "updated_at": now_iso()},
+         "documents": documents, "updated_at": now_iso()},
         upsert=True,
     )
+
+
+def _forget_count(db: Database, asset_name: str, study_key: str) -> None:
+    db[SYNC_STATE_COLLECTION].update_one({"_id": sync_state_id(asset_name, study_key)},
+                                         {"$unset": {"documents": ""}})
 
 
 def _clear_sync_state(db: Database, asset_name: str, study_key: str) -> None:
@@ -320,19 +341,22 @@ def sync_collection(db: Database, plan: CollectionWrite, dest: MongoDestination,
     retry = _retrier(writer, dest)
     started = time.perf_counter()
     asset, study = plan.asset_name, plan.study_key
-    applied = retry(lambda: read_sync_state(db, asset, study), "reading the sync state")
+    applied, documents = retry(lambda: _read_state(db, asset, study), "reading the sync state")
     change = plan_keyed(plan.slices, applied, plan.keyed.entities if plan.keyed else ())
     exported_at = exported_at or now_iso()
     if change.action == SKIP:
-        stats = WriteStats(documents=retry(writer.count, "counting the study's documents"))
+        stats = WriteStats(documents=documents if documents is not None
+                           else retry(writer.count, "counting the study's documents"))
     elif change.action == APPLY:
-        stats = writer.apply(retry, exported_at, change.keys)
+        if documents is not None:  # an apply dying half way leaves a count nobody may trust
+            retry(lambda: _forget_count(db, asset, study), "updating the sync state")
+        stats = writer.apply(retry, exported_at, change.keys, documents)
     else:
         if applied:  # a rewrite dying half way must not leave a state claiming the old end
             retry(lambda: _clear_sync_state(db, asset, study), "clearing the sync state")
         stats = writer.run(retry, exported_at)
     if change.action != SKIP:
-        retry(lambda: _store_sync_state(db, asset, study, change.tokens),
+        retry(lambda: _store_sync_state(db, asset, study, change.tokens, stats.documents),
               "storing the sync state")
     stats.seconds = time.perf_counter() - started
     return change, stats

@@ -180,7 +180,8 @@ def test_an_apply_dying_half_way_is_applied_again(
     state = sync_state(sink)
 
     write_logged(sink.lake, "records", "A", [record(1, "F0", {"n": "10"}),
-                                             record(2, "F0", {"n": "20"})], keys=[1, 2])
+                                             record(2, "F0", {"n": "20"}),
+                                             record(3, "F0", {"n": "30"})], keys=[1, 2, 3])
 
     def boom(collection: str, batch: int) -> None:
         raise RuntimeError("killed after the first batch")
@@ -188,12 +189,19 @@ def test_an_apply_dying_half_way_is_applied_again(
     with monkeypatch.context() as patched:
         patched.setattr(writer, "_after_batch", boom)
         assert not sink.run("A", raise_on_error=False, batch_size=1).success
-    assert sync_state(sink) == state  # still the old tokens
+    # still the old tokens; the stored document count is gone, since the documents changed
+    after = sync_state(sink)
+    assert [d["tokens"] for d in after] == [d["tokens"] for d in state]
+    assert (after[0]["_id"], state[0]["documents"]) == ("records/A", 2)
+    assert "documents" not in after[0]
     assert [d["record_data"]["n"] for d in sink.docs("records")] == ["10", "2"]
 
     meta = materialization_metadata(sink.run("A"), "records")
-    assert (meta["mode"], meta["documents_updated"], meta["documents_unchanged"]) == (
-        "apply", 1, 1)
+    assert (meta["mode"], meta["documents_updated"], meta["documents_unchanged"],
+            meta["documents_inserted"]) == ("apply", 1, 1, 1)
+    # counted, not derived from the count before the failed apply
+    assert meta["dagster/row_count"] == len(sink.docs("records")) == 3
+    assert sync_state(sink)[0]["documents"] == 3
     clean = MongoSink(tmp_path, mongo, database="clean")
     clean.run("A")
     assert without_export_time(clean.docs("records")) == without_export_time(
