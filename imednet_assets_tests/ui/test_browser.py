@@ -114,8 +114,10 @@ def _launch_study_from_lineage(page: Any, study: str) -> None:
     page.keyboard.press("Escape")  # closes the partition list, not the dialog
     expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
     dialog.get_by_role("button", name="Launch 1 run").click()
-    # the "Launched run" toast lasts a few seconds only; the run itself is looked up over GraphQL
-    expect(dialog).to_be_hidden()
+    # the "Launched run" toast lasts a few seconds only; the run itself is looked up over GraphQL.
+    # Launching waits for the webserver to submit the run, which takes longer than expect's
+    # default 5 s on a loaded machine (the full suite beside it): a minute is allowed
+    expect(dialog).to_be_hidden(timeout=60_000)
 
 
 def _zoom_out(page: Any, at: tuple[float, float]) -> None:
