@@ -118,26 +118,28 @@ def _shift(column: pa.Array, days: pa.Array) -> pa.Array:
     if pa.types.is_date32(t):
         return pc.add(column.cast(pa.int32()), days.cast(pa.int32())).cast(t)
     if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
-        items = column.flatten()
         item_days = pc.take(days, pc.list_parent_indices(column))
-        fields = list(t.value_type)
-        children = [_shift(items.field(i), item_days) for i in range(len(fields))]
-        structs = pa.StructArray.from_arrays(children, fields=fields, mask=items.is_null())
-        offsets = pc.subtract(column.offsets, column.offsets[0])
-        return pa.ListArray.from_arrays(offsets, structs, type=t, mask=column.is_null())
+        return _struct_fields(column, lambda _field, values: _shift(values, item_days))
     return column
 
 
-def _scrub_fields(column: pa.Array, names: tuple[str, ...],
-                  mentions: SubjectMentions) -> pa.Array:
-    """A list of structs with its `names` text fields' mentions replaced."""
+def _struct_fields(column: pa.ListArray,
+                   child: Callable[[pa.Field, pa.Array], pa.Array]) -> pa.ListArray:
+    """A list of structs with each field's values (all lists' items) replaced by
+    `child(field, values)`; nulls and list boundaries stay."""
     items = column.flatten()
     fields = list(column.type.value_type)
-    children = [mentions.column(items.field(i)) if f.name in names else items.field(i)
-                for i, f in enumerate(fields)]
+    children = [child(f, items.field(i)) for i, f in enumerate(fields)]
     structs = pa.StructArray.from_arrays(children, fields=fields, mask=items.is_null())
     offsets = pc.subtract(column.offsets, column.offsets[0])
     return pa.ListArray.from_arrays(offsets, structs, type=column.type, mask=column.is_null())
+
+
+def _scrub_fields(column: pa.ListArray, names: tuple[str, ...],
+                  mentions: SubjectMentions) -> pa.ListArray:
+    """A list of structs with its `names` text fields' mentions replaced."""
+    return _struct_fields(column, lambda field, values: mentions.column(values)
+                          if field.name in names else values)
 
 
 def _shift_text(values: pa.Array, days: pa.Array, pattern: str, fmt: str) -> pa.Array:
