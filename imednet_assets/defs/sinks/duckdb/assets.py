@@ -74,13 +74,11 @@ def _entity_asset(entity: str) -> SinkPart:
     def _asset(study: str, lake: LakeSlice) -> StudyWrite:
         relations: dict[str, pa.Table] = {}
         source = _source(lake, relations)
-        if entity not in KEYED_ENTITIES:
-            select = sql.entity_select_sql(source)
-            return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),),
-                              relations, slices={entity: lake})
-        select = sql.entity_select_sql(_KEYED_ROWS)
+        keyed = entity in KEYED_ENTITIES
+        select = sql.entity_select_sql(_KEYED_ROWS if keyed else source)
         return StudyWrite(entity, study, (TableLoad(entity, lambda _types: select),), relations,
-                          slices={entity: lake}, keyed=_keyed(entity), keyed_source=source)
+                          slices={entity: lake}, keyed=_keyed(entity) if keyed else None,
+                          keyed_source=source if keyed else None)
 
     return _asset
 

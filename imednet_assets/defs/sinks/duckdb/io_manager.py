@@ -67,6 +67,11 @@ class StudyWrite:
     keyed_source: str | None = None
     """FROM text of the keyed entity's lake rows; the loads read them as `sql.KEYED_ROWS`."""
 
+    def __post_init__(self) -> None:
+        if (self.keyed is None) != (self.keyed_source is None):
+            # an apply inserts what the loads select: they must read only the changed rows
+            raise ValueError(f"{self.asset_name}: keyed and keyed_source go together")
+
 
 @dataclass(frozen=True)
 class WriteOutcome:
@@ -243,9 +248,8 @@ def write_study(
                 select = load.build_select(types)
                 if key is None:
                     removed += _count(conn, sql.delete_slice_sql(table), [write.study_key])
-                else:
+                else:  # the select reads `KEYED_ROWS`: the changed keys' rows only
                     removed += _count(conn, sql.delete_keys_sql(table, key), [write.study_key])
-                    select = sql.only_keys_sql(select, key)
                 _before_insert(conn, table)
                 added += _count(conn, sql.insert_by_name_sql(table, select), [])
                 counts[table] = conn.execute(
