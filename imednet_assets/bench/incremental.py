@@ -1,9 +1,11 @@
 """Incremental refresh against a full one, on one simulated study: seconds and API requests.
 
 `python -m imednet_assets.bench.incremental <base_url> <study> --changed 0.01 [--destinations]`
-runs, in this one process and through `imednet_all_job` (checks left out): a full refresh, then
-`--changed` of the records modified upstream and an incremental refresh, then a change-sensor
-tick with nothing changed. It prints one JSON line. With `--destinations` every destination the
+runs, in this one process and through `imednet_all_job` (checks left out): a full refresh; then
+`--changed` of the records modified upstream, a change-sensor tick and the run it asks for (the
+changed entities and what reads them: the incremental refresh); then as many records modified
+again and an incremental run of every asset (what the nightly reconcile runs); then a tick with
+nothing changed. It prints one JSON line. With `--destinations` every destination the
 environment leaves unconfigured gets a loopback server (as `demo --local-servers`).
 """
 
@@ -49,8 +51,8 @@ def measure(base_url: str, study: str, changed: float, concurrency: int,
     import dagster as dg
 
     from imednet_assets.definitions import ALL_JOB_NAME, configured_destinations, defs
+    from imednet_assets.defs.automation.changes import REQUESTS_PER_STUDY
     from imednet_assets.defs.automation.sensors import study_change_sensor
-    from imednet_assets.defs.ingest.assets import WATERMARKS
     from imednet_assets.defs.lake.io_manager import LakeIOManager
     from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
     from imednet_assets.defs.resources import ImednetResource
@@ -61,38 +63,48 @@ def measure(base_url: str, study: str, changed: float, concurrency: int,
     keys = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
     if not every_destination:  # the lake and DuckDB only (the bundles are always configured)
         keys = {k for k in keys if k.path[0] in ("imednet", "duckdb")}
-    job = defs.resolve_job_def(ALL_JOB_NAME).get_subset(
-        asset_selection=keys, asset_check_selection=set())
+    all_job = defs.resolve_job_def(ALL_JOB_NAME)
     config = {"resources": {"imednet": {"config": {
         "concurrency": concurrency, "base_url": {"env": "IMEDNET_BASE_URL"},
         "api_key": {"env": "IMEDNET_API_KEY"}, "security_key": {"env": "IMEDNET_SECURITY_KEY"},
     }}}, **QUIET_CONSOLE}
-
+    resources = {
+        "imednet": ImednetResource(base_url=base_url, api_key=API_KEY, security_key=SECURITY_KEY),
+        "lake_io_manager": LakeIOManager(),
+    }
     slowest: dict[str, dict[str, float]] = {}
 
-    def refresh(mode: str) -> tuple[float, int, dict[str, Any]]:
+    def refresh(name: str, tags: dict[str, str], selection: set[dg.AssetKey],
+                ) -> tuple[float, int, dict[str, Any]]:
+        job = all_job.get_subset(asset_selection=selection, asset_check_selection=set())
         before, started = _requests(base_url), time.perf_counter()
         result = job.execute_in_process(partition_key=study, instance=instance,
-                                        run_config=config, tags=mode_tags(mode))
+                                        run_config=config, tags=tags)
         seconds = time.perf_counter() - started
         assert result.success
-        slowest[mode] = _slowest_steps(result)
+        slowest[name] = _slowest_steps(result)
         meta = materialization(result, "imednet/records").metadata
         return seconds, _requests(base_url) - before, {k: v.value for k, v in meta.items()}
 
-    full_s, full_requests, full_meta = refresh(FULL)
+    def tick() -> tuple[int, list[dg.RunRequest]]:
+        before = _requests(base_url)
+        with dg.build_sensor_context(instance=instance, definitions=defs,
+                                     resources=resources) as context:
+            result = study_change_sensor(context)
+        return _requests(base_url) - before, list(getattr(result, "run_requests", None) or [])
+
+    full_s, full_requests, full_meta = refresh("full", mode_tags(FULL), keys)
     records = int(full_meta["dagster/row_count"])
     modify = max(1, round(records * changed))
     _control(base_url, "advance", {"study_key": study, "modify": modify})
-    inc_s, inc_requests, inc_meta = refresh(INCREMENTAL)
+    change_tick_requests, [request] = tick()
+    selection = set(request.asset_selection or keys) & keys
+    inc_s, inc_requests, inc_meta = refresh("incremental", dict(request.tags), selection)
     assert inc_meta["mode"] == INCREMENTAL, inc_meta
-    before = _requests(base_url)
-    context = dg.build_sensor_context(instance=instance, resources={
-        "imednet": ImednetResource(base_url=base_url, api_key=API_KEY, security_key=SECURITY_KEY),
-        "lake_io_manager": LakeIOManager(),
-    })
-    tick = study_change_sensor(context)
-    assert not getattr(tick, "run_requests", None), "the sensor saw changes after the refresh"
+    _control(base_url, "advance", {"study_key": study, "modify": modify})
+    every_s, every_requests, _ = refresh("every asset", mode_tags(INCREMENTAL), keys)
+    idle_tick_requests, idle_requests = tick()
+    assert not idle_requests, "the sensor saw changes after the refresh"
     return {
         "destinations": ["lake", "duckdb",
                          *(configured_destinations() if every_destination else [])],
@@ -100,8 +112,12 @@ def measure(base_url: str, study: str, changed: float, concurrency: int,
         "records": records, "modified": modify,
         "full_seconds": full_s, "full_requests": full_requests,
         "incremental_seconds": inc_s, "incremental_requests": inc_requests,
+        "incremental_assets": sorted(k.to_user_string() for k in selection),
+        "assets": len(keys),
         "records_updated": inc_meta.get("rows_updated"),
-        "tick_requests": _requests(base_url) - before, "entities": len(WATERMARKS),
+        "change_tick_requests": change_tick_requests,
+        "every_asset_seconds": every_s, "every_asset_requests": every_requests,
+        "tick_requests": idle_tick_requests, "entities": REQUESTS_PER_STUDY,
     }
 
 

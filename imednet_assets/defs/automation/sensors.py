@@ -1,5 +1,5 @@
 """Sensors: new studies in the API become `study` partitions and get a first run; studies that
-changed since the lake's watermark get an incremental run."""
+changed since the lake's watermark get an incremental run of what changed."""
 
 import bisect
 from typing import Any
@@ -8,6 +8,7 @@ import dagster as dg
 
 from imednet_assets.client.sync import list_studies_sync
 from imednet_assets.defs.automation.changes import REQUESTS_PER_STUDY, probe_study
+from imednet_assets.defs.automation.selection import run_selection
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.modes import INCREMENTAL, TRIGGER_TAG, mode_tags
 from imednet_assets.defs.partitions import STUDY_PARTITIONS_NAME, study_partitions
@@ -60,9 +61,11 @@ def study_discovery_sensor(
     # once the studies have their first run and the budget suits the account
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Every minute: asks the API, for every study in turn, whether anything changed "
-    "since the lake's watermark and launches an incremental run for each study that changed. "
-    "Costs one page-of-one request per entity (5 per study), at most `probe_budget` (default "
-    "100) per tick; the other studies wait for the next ticks. Off by default.",
+    "since the lake's watermark and launches an incremental run for each study that changed, "
+    "of the entities that changed, what is downstream of them and any asset left behind by an "
+    "earlier run. Costs one page-of-one request per entity (10 per study), at most "
+    "`probe_budget` (default 100) per tick; the other studies wait for the next ticks. Off by "
+    "default.",
 )
 def study_change_sensor(
     context: dg.SensorEvaluationContext, imednet: ImednetResource,
@@ -76,20 +79,28 @@ def study_change_sensor(
     start = bisect.bisect_right(studies, context.cursor or "") % len(studies)
     turn = [studies[(start + i) % len(studies)] for i in range(per_tick)]
     settings = imednet.settings()
+    repository = context.repository_def
+    if repository is None:
+        raise dg.DagsterInvariantViolationError(
+            "study_change_sensor needs its definitions to select what a run materializes")
+    job_keys = repository.get_job(ALL_JOB_NAME).asset_layer.selected_asset_keys
     requests, quiet = [], []
     for study in turn:
         probes = probe_study(settings, lake_io_manager, study, imednet.incremental_lag_s)
-        changed = [p for p in probes if p.changed]
+        changed = [p.entity for p in probes if p.changed]
         if not changed:
             quiet.append(study)
             continue
         mark = max((p.api_newest or p.lake_mark or "" for p in probes), default="")
-        context.log.info(f"study {study}: changes in {', '.join(p.entity for p in changed)}")
+        selection = run_selection(context.instance, repository, job_keys, study, changed)
+        context.log.info(f"study {study}: changes in {', '.join(changed)}; "
+                         f"{len(selection)} of {len(job_keys)} assets to materialize")
         requests.append(dg.RunRequest(
             partition_key=study,
             # one run per study and newest change: a re-evaluated tick never launches it twice
             run_key=f"{study}:{mark}",
             tags={**mode_tags(INCREMENTAL), TRIGGER_TAG: "study_change_sensor"},
+            asset_selection=selection,
         ))
     cursor = turn[-1]
     if not requests:

@@ -44,15 +44,22 @@ ENTITIES: dict[str, tuple[str, str]] = {
     "queries": ("annotation_id", "Data-cleaning queries with their comment history."),
 }
 SPLIT_BY = {"records": FORM_COLUMN}
+METADATA = ("studies", "sites", "intervals", "forms", "variables")
 # entity -> (API attribute of its watermark, lake column): what an incremental refresh filters
 # on. The study metadata (study, sites, intervals, forms, variables) is a few pages and is read
-# whole every time: the lake keeps its bytes when nothing changed.
+# whole when it is read: the lake keeps its bytes when nothing changed.
 WATERMARKS: dict[str, tuple[str, str]] = {
     "records": ("dateModified", "date_modified"),
     "subjects": ("dateModified", "date_modified"),
     "visits": ("dateModified", "date_modified"),
     "record_revisions": ("dateCreated", "date_created"),
     "queries": ("dateModified", "date_modified"),
+}
+# entity -> (API attribute, lake column) of the date that says a row changed: what the change
+# probe asks about, every entity (metadata too, so a run reads metadata only when it changed)
+CHANGED_BY: dict[str, tuple[str, str]] = {
+    **{entity: ("dateModified", "date_modified") for entity in METADATA},
+    **WATERMARKS,
 }
 APPEND_ONLY = {"record_revisions"}
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 from pydantic import Field, PrivateAttr
 
 from imednet_assets.defs.lake.files import FileRoller
@@ -60,6 +61,14 @@ class LakeWriteError(RuntimeError):
 def _mark_text(value: datetime | None) -> str | None:
     """A watermark as the manifest keeps it (the API's second resolution, UTC)."""
     return None if value is None else value.strftime(WATERMARK_FORMAT)
+
+
+def newest_mark(dataset: pads.Dataset, column: str) -> str | None:
+    """The newest `column` value of a slice's files as a watermark (None when it has no rows
+    or no such column): the mark of a slice that keeps none in its manifest."""
+    if column not in dataset.schema.names:
+        return None
+    return _mark_text(pc.max(dataset.to_table(columns=[column]).column(column)).as_py())
 
 
 def read_start(watermark: str | None, lag_s: float) -> datetime | None:

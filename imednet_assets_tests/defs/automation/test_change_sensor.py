@@ -7,16 +7,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from imednet_assets.defs.automation.changes import REQUESTS_PER_STUDY
 from imednet_assets.defs.automation.schedules import (
     study_full_refresh_schedule,
     study_reconcile_schedule,
 )
 from imednet_assets.defs.automation.sensors import study_change_sensor
-from imednet_assets.defs.ingest.assets import WATERMARKS
-from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.modes import FULL, INCREMENTAL, MODE_TAG, TRIGGER_TAG
 from imednet_assets.simulator import SimulatorServer
-from imednet_assets_tests.defs.ingest.conftest import imednet_resource
+from imednet_assets_tests.defs.automation.conftest import job_definitions
 from imednet_assets_tests.defs.ingest.test_incremental import (
     assert_like_a_fresh_full_refresh,
     ingest,
@@ -43,11 +42,9 @@ def lake(sim: SimulatorServer, instance: dg.DagsterInstance, tmp_path: Path) -> 
 
 def tick(instance: dg.DagsterInstance, lake: Path, cursor: str | None = None,
          **knobs) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor,
-        resources={"imednet": imednet_resource(**knobs),
-                   "lake_io_manager": LakeIOManager(root=str(lake))},
-    )
+    definitions = job_definitions(lake, **knobs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions,
+                                      resources=definitions.resources)
     result = study_change_sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
@@ -56,10 +53,11 @@ def tick(instance: dg.DagsterInstance, lake: Path, cursor: str | None = None,
 def test_nothing_changed_skips_with_one_request_per_study_and_entity(sim, instance, lake):
     before = sim.requests()
     result = tick(instance, lake)
-    assert sim.requests() - before == 2 * len(WATERMARKS)
+    assert REQUESTS_PER_STUDY == 10  # the study, its sites, intervals, forms, variables, ...
+    assert sim.requests() - before == 2 * REQUESTS_PER_STUDY
     assert not result.run_requests
     assert result.skip_reason is not None
-    assert result.skip_reason.skip_message == "no changes in 2 studies probed (10 requests)"
+    assert result.skip_reason.skip_message == "no changes in 2 studies probed (20 requests)"
 
 
 def test_a_changed_study_gets_an_incremental_run_the_other_none(sim, instance, lake):
@@ -93,10 +91,10 @@ def test_the_budget_spreads_studies_over_ticks(sim, instance, lake):
     sim.advance(study_key=one, modify=1)
     sim.advance(study_key=other, modify=1)
     before = sim.requests()
-    first = tick(instance, lake, probe_budget=len(WATERMARKS))
-    assert sim.requests() - before == len(WATERMARKS)
-    second = tick(instance, lake, cursor=first.cursor, probe_budget=len(WATERMARKS))
-    third = tick(instance, lake, cursor=second.cursor, probe_budget=len(WATERMARKS))
+    first = tick(instance, lake, probe_budget=REQUESTS_PER_STUDY)
+    assert sim.requests() - before == REQUESTS_PER_STUDY
+    second = tick(instance, lake, cursor=first.cursor, probe_budget=REQUESTS_PER_STUDY)
+    third = tick(instance, lake, cursor=second.cursor, probe_budget=REQUESTS_PER_STUDY)
     assert [r.partition_key for r in first.run_requests + second.run_requests] == [one, other]
     assert [r.partition_key for r in third.run_requests] == [one]
 
