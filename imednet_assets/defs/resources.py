@@ -31,7 +31,7 @@ class ImednetResource(dg.ConfigurableResource):
     probe_budget: int = Field(
         default=100,
         ge=5,
-        description="API requests the study change sensor may send per tick (5 per study); "
+        description="API requests the study change sensor may send per tick (10 per study: one per entity); "
         "studies past the budget are probed on the next ticks, in turn.",
     )
 
