@@ -30,8 +30,9 @@ class ImednetResource(dg.ConfigurableResource):
     )
     probe_budget: int = Field(
         default=100,
-        ge=5,
-        description="API requests the study change sensor may send per tick (10 per study: one per entity); "
+        ge=10,  # one study's probe
+        description="API requests the study change sensor may send per tick (10 per study: "
+        "one per entity); "
         "studies past the budget are probed on the next ticks, in turn.",
     )
 
