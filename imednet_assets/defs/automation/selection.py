@@ -10,7 +10,8 @@ and catches up from its own applied sequence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -23,12 +24,20 @@ def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, study: str) -> int |
         key, dg.DagsterEventType.ASSET_MATERIALIZATION, {study}).get(study)
 
 
-def run_selection(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition,
-                  job_keys: Set[dg.AssetKey], study: str,
-                  changed: Iterable[str]) -> list[dg.AssetKey]:
-    """The assets of `job_keys` a run for `study` materializes after `changed` entities changed
-    in the API; empty when nothing changed and nothing is behind."""
-    graph = repository.asset_graph
+@dataclass(frozen=True)
+class RunSelection:
+    """The assets and asset checks of one run."""
+
+    assets: list[dg.AssetKey]
+    checks: list[dg.AssetCheckKey]
+
+
+def run_selection(instance: dg.DagsterInstance, job: dg.JobDefinition, study: str,
+                  changed: Iterable[str]) -> RunSelection:
+    """What a run of `job` for `study` materializes after `changed` entities changed in the
+    API; empty when nothing changed and nothing is behind."""
+    graph = job.asset_layer.asset_graph
+    job_keys = job.asset_layer.selected_asset_keys
     selected = {asset_key(entity) for entity in changed} & set(job_keys)
     latest: dict[dg.AssetKey, int | None] = {}
 
@@ -47,4 +56,9 @@ def run_selection(instance: dg.DagsterInstance, repository: dg.RepositoryDefinit
         if (parents & selected or mine is None
                 or any((latest_of(p) or 0) > mine for p in parents)):
             selected.add(key)
-    return sorted(selected, key=lambda k: k.path)
+    return RunSelection(
+        assets=sorted(selected, key=lambda k: k.path),
+        # the job's own checks of those assets (a check kept out of the job stays out)
+        checks=sorted((c for c in graph.asset_check_keys if c.asset_key in selected),
+                      key=lambda c: (c.asset_key.path, c.name)),
+    )

@@ -83,7 +83,8 @@ def study_change_sensor(
     if repository is None:
         raise dg.DagsterInvariantViolationError(
             "study_change_sensor needs its definitions to select what a run materializes")
-    job_keys = repository.get_job(ALL_JOB_NAME).asset_layer.selected_asset_keys
+    job = repository.get_job(ALL_JOB_NAME)
+    job_keys = job.asset_layer.selected_asset_keys
     requests, quiet = [], []
     for study in turn:
         probes = probe_study(settings, lake_io_manager, study, imednet.incremental_lag_s)
@@ -92,15 +93,16 @@ def study_change_sensor(
             quiet.append(study)
             continue
         mark = max((p.api_newest or p.lake_mark or "" for p in probes), default="")
-        selection = run_selection(context.instance, repository, job_keys, study, changed)
+        selection = run_selection(context.instance, job, study, changed)
         context.log.info(f"study {study}: changes in {', '.join(changed)}; "
-                         f"{len(selection)} of {len(job_keys)} assets to materialize")
+                         f"{len(selection.assets)} of {len(job_keys)} assets to materialize")
         requests.append(dg.RunRequest(
             partition_key=study,
             # one run per study and newest change: a re-evaluated tick never launches it twice
             run_key=f"{study}:{mark}",
             tags={**mode_tags(INCREMENTAL), TRIGGER_TAG: "study_change_sensor"},
-            asset_selection=selection,
+            asset_selection=selection.assets,
+            asset_check_keys=selection.checks,
         ))
     cursor = turn[-1]
     if not requests:

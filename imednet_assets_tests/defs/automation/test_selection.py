@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from imednet_assets.compare import duckdb_dump
+from imednet_assets.defs.automation.selection import run_selection
 from imednet_assets.defs.automation.sensors import ALL_JOB_NAME, study_change_sensor
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
 from imednet_assets.demo import QUIET_CONSOLE
@@ -25,11 +26,12 @@ class Deployment:
         self.instance = dg.DagsterInstance.ephemeral()
         self.instance.add_dynamic_partitions("study", [study])
 
-    def run(self, tags: dict[str, str],
-            selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
+    def run(self, tags: dict[str, str], selection: list[dg.AssetKey] | None = None,
+            checks: list[dg.AssetCheckKey] | None = None) -> dg.ExecuteInProcessResult:
         job = self.definitions.resolve_job_def(ALL_JOB_NAME)
         if selection is not None:
-            job = job.get_subset(asset_selection=set(selection))
+            job = job.get_subset(asset_selection=set(selection),
+                                 asset_check_selection=set(checks or []))
         return job.execute_in_process(partition_key=self.study, instance=self.instance,
                                       tags=tags, run_config=QUIET_CONSOLE)
 
@@ -47,7 +49,8 @@ class Deployment:
         if not requests:
             return []
         [request] = requests
-        result = self.run(dict(request.tags), list(request.asset_selection or []))
+        result = self.run(dict(request.tags), list(request.asset_selection or []),
+                          list(request.asset_check_keys or []))
         assert result.success
         return sorted(e.asset_key.to_user_string()
                       for e in result.get_asset_materialization_events())
@@ -102,3 +105,22 @@ def test_an_asset_left_behind_is_selected_until_it_caught_up(sim, study, tmp_pat
     assert "duckdb/subjects" in kept.launch()
     assert kept.tables() == fresh(tmp_path, study)
     assert kept.launch() == []
+
+
+def test_a_run_checks_its_assets_with_the_job_s_own_checks(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMEDNET_ASSETS_DATA_DIR", str(tmp_path))
+    from imednet_assets.definitions import defs
+
+    job = defs.resolve_job_def(ALL_JOB_NAME)
+    instance = dg.DagsterInstance.ephemeral()
+    got = run_selection(instance, job, "S1", ["records"])
+    assets = {k.to_user_string() for k in got.assets}
+    # nothing was ever materialized for S1: every destination asset is behind, no other entity
+    assert {"imednet/records", "duckdb/subjects", "duckdb/form_tables"} <= assets
+    assert not {"imednet/subjects", "imednet/variables"} & assets
+    checks = {(c.asset_key.to_user_string(), c.name) for c in got.checks}
+    assert ("imednet/records", "lake_matches_api") in checks
+    assert ("duckdb/form_tables", "every_record_once") in checks
+    # the freshness check looks at every study at once: kept out of the job, kept out here
+    assert ("imednet/records", "lake_is_fresh") not in checks
+    assert ("imednet/subjects", "lake_matches_api") not in checks
