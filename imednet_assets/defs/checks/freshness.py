@@ -4,9 +4,9 @@
 every run that reads the study's records records one, incremental runs with nothing new
 included. The change sensor's runs read the records only when they changed, but the nightly
 reconcile reads every entity of every study, so a quiet study is fresh as long as its nightly
-runs succeed. The check is evaluated for every study at
-once by the hourly `lake_freshness_schedule` (no API request), and shows on the asset page of
-`imednet/records` with each study's age.
+runs succeed. The check is evaluated for every study at once by the hourly
+`lake_freshness_schedule` (no API request), and shows on the asset page of `imednet/records`
+with each study's age.
 """
 
 
