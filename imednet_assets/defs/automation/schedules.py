@@ -28,8 +28,9 @@ def _every_study(context: dg.ScheduleEvaluationContext, name: str, mode: str,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly (02:00 UTC), every study: an incremental run, which then compares each "
     "entity's row count with the API (purged records are invisible to a date filter) and turns "
-    "into a full refresh of the study where they disagree. Costs per study one filtered read and "
-    "one count per entity (10 small requests when nothing changed).",
+    "into a full refresh of the study where they disagree. Costs per study the 5 metadata reads, "
+    "and one filtered read and one count per watermarked entity (15 small requests when nothing "
+    "changed).",
 )
 def study_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     return _every_study(context, "reconcile", INCREMENTAL, "%Y-%m-%d")
