@@ -132,6 +132,31 @@ class CatalogCache:
         self._tables = None
 
 
+class KeyedRows:
+    """The changed keys' lake rows (`sql.KEYED_ROWS`) on a connection. A step session keeps
+    them for its next write: records_long and the form tables apply the same records changes,
+    and reading those rows out of the lake's files costs more than either apply."""
+
+    def __init__(self) -> None:
+        self._defined: tuple[str, str | None, frozenset[Any]] | None = None
+
+    def define(self, conn: duckdb.DuckDBPyConnection, source: str, key: str | None,
+               keys: frozenset[Any]) -> None:
+        """`KEYED_ROWS` as the changed `keys`' rows of `source` (every row when `key` is None),
+        unless it already is."""
+        wanted = (source, key, keys)
+        if key is not None and self._defined == wanted:
+            return
+        self.drop(conn)
+        conn.execute(sql.keyed_rows_sql(source, key))
+        self._defined = wanted
+
+    def drop(self, conn: duckdb.DuckDBPyConnection) -> None:
+        if self._defined is not None:
+            self._defined, (_, key, _) = None, self._defined
+            conn.execute(sql.drop_keyed_rows_sql(key))
+
+
 def sync_schema(conn: duckdb.DuckDBPyConnection, table: str, wanted: list[tuple[str, str]],
                 existing: Mapping[str, tuple[str, str, str | None]]) -> bool:
     """Create the table, add new columns, widen clashing types to VARCHAR. Never drops anything.
@@ -187,13 +212,15 @@ def _columns_of(tables: Catalog, names: list[str]) -> dict[str, list[tuple[str, 
 
 def write_study(
     conn: duckdb.DuckDBPyConnection, write: StudyWrite, database: str,
-    known: CatalogCache | None = None,
+    known: CatalogCache | None = None, keyed_rows: KeyedRows | None = None,
 ) -> WriteOutcome:
     """Bring the study's tables to the lake's state in one transaction: nothing when the stored
     sync state says they are there, the changed keys when the change logs reach back, else the
     whole slice; the new sync state commits with the rows. `known`: the connection's catalog
-    as earlier writes left it."""
+    as earlier writes left it; `keyed_rows`: the changed rows the step's earlier writes read
+    (None: this write reads its own and drops them after)."""
     known = known if known is not None else CatalogCache()
+    rows = keyed_rows if keyed_rows is not None else KeyedRows()
     table = "(setup)"
     try:
         for name, relation in write.relations.items():
@@ -212,7 +239,7 @@ def write_study(
         if write.keyed_source is not None:
             # an apply reads the changed keys' rows from the lake once, not once per table
             table = "(changed rows)"
-            conn.execute(sql.keyed_rows_sql(write.keyed_source, key))
+            rows.define(conn, write.keyed_source, key, plan.keys)
         conn.execute("BEGIN TRANSACTION")
         try:
             tables = known.get(conn)
@@ -266,10 +293,12 @@ def write_study(
         except BaseException:
             _rollback(conn)
             known.forget()
+            with contextlib.suppress(duckdb.Error):  # the original error matters more
+                rows.drop(conn)
             raise
         finally:
-            if write.keyed_source is not None:
-                conn.execute(sql.drop_keyed_rows_sql(key))
+            if keyed_rows is None:
+                rows.drop(conn)
     except duckdb.Error as err:
         raise DuckDBSinkError(
             f"DuckDB write of {write.asset_name} for study {write.study_key} failed "
@@ -307,17 +336,18 @@ class DuckDBSinkIOManager(DestinationIOManager):
     duckdb: DuckDBResource
     _session: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
     _catalog: CatalogCache | None = PrivateAttr(default=None)
+    _keyed_rows: KeyedRows | None = PrivateAttr(default=None)
 
     @contextlib.contextmanager
     def step_session(self) -> Iterator[None]:
         """One connection for every output of the step: opening the file and checkpointing it
         on close cost more than a small incremental write."""
         with self._connect() as conn:
-            self._session, self._catalog = conn, CatalogCache()
+            self._session, self._catalog, self._keyed_rows = conn, CatalogCache(), KeyedRows()
             try:
                 yield
             finally:
-                self._session, self._catalog = None, None
+                self._session, self._catalog, self._keyed_rows = None, None, None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -329,7 +359,7 @@ class DuckDBSinkIOManager(DestinationIOManager):
                 # a failed write fails the step: release the file now, not whenever the step's
                 # generator (which holds the session) is collected
                 self._session.close()
-                self._session, self._catalog = None, None
+                self._session, self._catalog, self._keyed_rows = None, None, None
                 raise
             return
         if self.duckdb.database != ":memory:":
@@ -344,7 +374,8 @@ class DuckDBSinkIOManager(DestinationIOManager):
     def write_output(self, context: dg.OutputContext, obj: StudyWrite) -> WriteReport:
         study = obj.study_key
         with self._connect() as conn:
-            outcome = write_study(conn, obj, self.duckdb.database, self._catalog)
+            outcome = write_study(conn, obj, self.duckdb.database, self._catalog,
+                                  self._keyed_rows)
             counts, columns = outcome.counts, outcome.columns
             biggest = max(counts, key=lambda t: (counts[t], t)) if counts else None
             preview = markdown_preview(conn, biggest, study) if biggest else ""
