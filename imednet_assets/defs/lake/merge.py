@@ -93,6 +93,11 @@ def plan_merge(
     )
 
 
+def _bytes(folder: Path | None) -> int:
+    """Size of a folder's Parquet files (0 for a folder the slice does not have yet)."""
+    return sum(p.stat().st_size for p in folder.glob("*.parquet")) if folder else 0
+
+
 class SliceMerger:
     """Writes the merged slice into `staged` from the live slice at `current`."""
 
@@ -128,9 +133,11 @@ class SliceMerger:
             self._rewrite(folders.get(name), self.staged / name, rows, write_empty=False,
                           drop=changed.column(self.key))
 
-        # folders are independent and Arrow's reads, sorts and writes release the GIL
+        # folders are independent and Arrow's reads, sorts and writes release the GIL; the
+        # biggest go first, so no thread is left with a big one at the end
+        order = sorted(targets, key=lambda name: (-_bytes(folders.get(name)), name))
         with ThreadPoolExecutor(max_workers=REWRITE_THREADS) as pool:
-            list(pool.map(rewrite, sorted(targets)))
+            list(pool.map(rewrite, order))
 
     def _append(self, rows: pa.Table) -> None:
         """Keep every file, add the new rows as the next part file."""
