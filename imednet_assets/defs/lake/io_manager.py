@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -318,19 +319,24 @@ class LakeIOManager(dg.ConfigurableIOManager):
         key, mark = write.sort_by, write.watermark_by
         since = read_start(before.watermark, write.incremental.lag_s)
         assert since is not None
-        parts = []
-        for raw in write.incremental.changes_since(since):
-            batch = _conform(raw, schema)
-            _check_study(batch, write.study_key)
-            parts.append(batch)
-        incoming = pa.Table.from_batches(parts, schema=schema)
         held_columns = [c for c in (key, mark, DELETED_COLUMN, write.split_by)
                         if c is not None and c in schema.names]
         live = slot.live()
         assert live is not None  # the slice has a manifest, so it exists
         current = LakeSlice.at(live, write.entity, write.study_key, schema)
-        # nothing read: the row count is all the plan needs (no column is read)
-        held = current.columns(held_columns if incoming.num_rows else [])
+        parts = []
+        reading: Future[pa.Table] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imednet-lake-keys") as pool:
+            for raw in write.incremental.changes_since(since):
+                batch = _conform(raw, schema)
+                _check_study(batch, write.study_key)
+                if reading is None and batch.num_rows:
+                    # the slice's keys are read while the rest of the changes arrive
+                    reading = pool.submit(current.columns, held_columns)
+                parts.append(batch)
+            # nothing read: the row count is all the plan needs (no column is read)
+            held = reading.result() if reading is not None else current.columns([])
+        incoming = pa.Table.from_batches(parts, schema=schema)
         plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by)
         stats: dict[str, Any] = {
             "mode": INCREMENTAL, "reason": f"read {incoming.num_rows} rows with {mark} >= "
