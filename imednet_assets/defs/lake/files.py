@@ -122,18 +122,20 @@ class FileRoller:
         fsync(path)
 
 
-def dictionary_columns(schema: pa.Schema) -> list[str]:
-    """The columns worth dictionary-encoding: the scalar ones (ids, keys, statuses repeat).
-    The nested ones (`record_data`'s variable values, keyword lists) hardly repeat: there a
-    dictionary is built, overflows and is dropped, which costs a fifth of the write and makes
-    the files bigger, not smaller."""
+def scalar_columns(schema: pa.Schema) -> list[str]:
+    """The columns that are not nested (ids, keys, statuses, dates)."""
     return [field.name for field in schema if not pa.types.is_nested(field.type)]
 
 
 def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """Plain encoding under zstd: the ids and dates hardly repeat, and where values do repeat
+    (keys, statuses, a subject's rows next to each other in id order) zstd takes them as well
+    as a dictionary would; dictionaries made the files bigger and the writes slower (100,000
+    records: 4.9 -> 4.0 MB, a quarter less time). Statistics only where a reader can prune
+    with them: the scalar columns, not the variable values inside `record_data`."""
     return pq.ParquetWriter(
         path, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-        use_dictionary=dictionary_columns(schema),
+        use_dictionary=False, write_statistics=scalar_columns(schema),
     )
 
 

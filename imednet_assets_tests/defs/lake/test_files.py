@@ -1,4 +1,4 @@
-"""Lake Parquet files: which columns are dictionary-encoded."""
+"""Lake Parquet files: how their columns are encoded."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from imednet_assets.defs.lake.files import FileRoller
 from imednet_assets.defs.lake.slice import lake_schema
 
 
-def test_scalar_columns_get_a_dictionary_and_nested_ones_do_not(tmp_path: Path):
+def test_no_column_gets_a_dictionary_and_only_scalar_ones_get_statistics(tmp_path: Path):
     schema = lake_schema(SCHEMAS["records"])
     n = 50
     columns = {field.name: pa.nulls(n, field.type) for field in schema}
@@ -26,9 +26,10 @@ def test_scalar_columns_get_a_dictionary_and_nested_ones_do_not(tmp_path: Path):
 
     group = pq.ParquetFile(roller.files[0]).metadata.row_group(0)
     chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
-    with_dictionary = {path for path, chunk in chunks.items() if chunk.has_dictionary_page}
     nested = {path for path in chunks if "." in path}
     assert {"record_data.key_value.key", "record_data.key_value.value"} <= nested
-    booleans = {"deleted"}  # Parquet has no dictionary encoding for booleans
-    assert with_dictionary == set(chunks) - nested - booleans
+    assert not {path for path, chunk in chunks.items() if chunk.has_dictionary_page}
+    with_statistics = {path for path, chunk in chunks.items() if chunk.is_stats_set}
+    assert with_statistics == set(chunks) - nested
+    assert chunks["record_id"].statistics.min == 0 and chunks["record_id"].statistics.max == n - 1
     assert pq.read_table(roller.files[0]).equals(pa.table(columns, schema=schema))
