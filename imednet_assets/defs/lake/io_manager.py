@@ -326,32 +326,40 @@ class LakeIOManager(dg.ConfigurableIOManager):
         current = LakeSlice.at(live, write.entity, write.study_key, schema)
         parts = []
         reading: Future[pa.Table] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imednet-lake-keys") as pool:
+        # one reader thread: the slice's keys, then (unless only rows are added) the live
+        # folders the changes go to, while the rest of the changes arrive from the API
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imednet-lake-read")
+        merger = SliceMerger(
+            live, slot.staged, schema, key, write.split_by, self.rows_per_file,
+            self.row_group_rows, reader=None if write.incremental.append_only else reader)
+        try:
             for raw in write.incremental.changes_since(since):
                 batch = _conform(raw, schema)
                 _check_study(batch, write.study_key)
                 if reading is None and batch.num_rows:
-                    # the slice's keys are read while the rest of the changes arrive
-                    reading = pool.submit(current.columns, held_columns)
+                    reading = reader.submit(current.columns, held_columns)
+                merger.read_ahead(batch)
                 parts.append(batch)
             # nothing read: the row count is all the plan needs (no column is read)
             held = reading.result() if reading is not None else current.columns([])
-        incoming = pa.Table.from_batches(parts, schema=schema)
-        plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by)
-        stats: dict[str, Any] = {
-            "mode": INCREMENTAL, "reason": f"read {incoming.num_rows} rows with {mark} >= "
-            f"{since.strftime(WATERMARK_FORMAT)}", "read": incoming.num_rows,
-            "inserted": plan.inserted, "updated": plan.updated, "deleted": plan.deleted,
-            "rows": plan.held_rows + plan.inserted, "schema": schema,
-            "preview": _preview(plan.changed.slice(0, PREVIEW_ROWS).select(schema.names)
-                                .to_pylist(), schema),
-            "by_split": None,
-        }
-        if not plan.changed.num_rows:
-            return {**stats, "changed": False, "sequence": before.sequence,
-                    "watermark": before.watermark}
-        SliceMerger(live, slot.staged, schema, key, write.split_by, self.rows_per_file,
-                    self.row_group_rows).write(plan, append_only=write.incremental.append_only)
+            incoming = pa.Table.from_batches(parts, schema=schema)
+            plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by)
+            stats: dict[str, Any] = {
+                "mode": INCREMENTAL, "reason": f"read {incoming.num_rows} rows with {mark} >= "
+                f"{since.strftime(WATERMARK_FORMAT)}", "read": incoming.num_rows,
+                "inserted": plan.inserted, "updated": plan.updated, "deleted": plan.deleted,
+                "rows": plan.held_rows + plan.inserted, "schema": schema,
+                "preview": _preview(plan.changed.slice(0, PREVIEW_ROWS).select(schema.names)
+                                    .to_pylist(), schema),
+                "by_split": None,
+            }
+            if not plan.changed.num_rows:
+                return {**stats, "changed": False, "sequence": before.sequence,
+                        "watermark": before.watermark}
+            merger.write(plan, append_only=write.incremental.append_only)
+        finally:
+            merger.discard_reads()
+            reader.shutdown(cancel_futures=True)
         newest = _mark_text(pc.max(plan.changed.column(mark)).as_py())
         watermark = max(w for w in (before.watermark, newest) if w is not None)
         manifest = before.after_merge(stats["rows"], watermark, plan.keys)
