@@ -142,6 +142,10 @@ class SliceWriter(Protocol):
     def commit(self, manifest: SliceManifest) -> None:
         """The staged slice, with `manifest`, becomes the live slice in one step."""
 
+    def keep_changes(self, lake_id: str, sequence: int, rows: pa.Table) -> None:
+        """Keep the rows merge `sequence` writes, for destinations one or a few merges behind
+        (a lake may keep none: they then search the slice for the changed keys)."""
+
     def file_count(self) -> int: ...
 
     def version(self) -> str | None: ...
@@ -357,6 +361,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 return {**stats, "changed": False, "sequence": before.sequence,
                         "watermark": before.watermark}
             merger.write(plan, append_only=write.incremental.append_only)
+            slot.keep_changes(before.lake_id, before.sequence + 1,
+                              plan.changed.select(schema.names).cast(schema))
         finally:
             merger.discard_reads()
             reader.shutdown(cancel_futures=True)

@@ -16,13 +16,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from imednet_assets.defs.lake.files import fsync
+from imednet_assets.defs.lake.files import fsync, parquet_writer
 from imednet_assets.defs.lake.manifest import SliceManifest
 from imednet_assets.defs.lake.slice import (
+    CHANGES_SUFFIX,
     LOCK_DIR,
     STAGING_DIR,
     TRASH_DIR,
     LakeSlice,
+    change_file_name,
+    changes_dir,
     entity_dir,
     study_dir,
     study_folder_name,
@@ -38,6 +41,32 @@ def same_parquet(staged: Path, target: Path) -> bool:
     return mine == theirs and all(
         filecmp.cmp(staged / rel, target / rel, shallow=False) for rel in mine
     )
+
+
+CHANGES_KEPT = 8
+PART_SUFFIX = ".part"
+"""Merges whose rows are kept beside a slice: a destination further behind (or a lake without
+them) has the changed keys' rows searched in the slice instead, which costs more, not less."""
+
+
+def keep_changes(target: Path, lake_id: str, sequence: int, rows: pa.Table) -> None:
+    """Keep the rows merge `sequence` writes into the slice at `target` (written before the
+    slice is swapped in: a merge that never commits leaves a file no manifest names, which
+    the next merge of that sequence replaces), and forget those older than `CHANGES_KEPT`."""
+    folder = changes_dir(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / change_file_name(lake_id, sequence)
+    part = folder / f".{uuid.uuid4().hex}{PART_SUFFIX}"
+    with parquet_writer(part, rows.schema) as writer:
+        writer.write_table(rows)
+    fsync(part)
+    os.replace(part, path)
+    oldest = change_file_name(lake_id, max(1, sequence - CHANGES_KEPT + 1))
+    for old in folder.iterdir():
+        # the slice's writers take turns: a part file here is a dead writer's
+        if old.name.endswith(PART_SUFFIX) or (old.name.endswith(CHANGES_SUFFIX) and (
+                not old.name.startswith(f"{lake_id}-") or old.name < oldest)):
+            old.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -118,6 +147,9 @@ class LocalWriter:
     def commit(self, manifest: SliceManifest) -> None:
         manifest.write(self.staged)
         swap(self.root, self.entity, self.study_key, self.staged)
+
+    def keep_changes(self, lake_id: str, sequence: int, rows: pa.Table) -> None:
+        keep_changes(self.target, lake_id, sequence, rows)
 
     def file_count(self) -> int:
         return len(list(self.target.rglob("*.parquet")))

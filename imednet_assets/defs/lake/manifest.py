@@ -60,8 +60,17 @@ class SliceManifest:
     def keys_since(self, token: str | None) -> set[Any] | None:
         """Keys changed after the state `token`; an empty set when nothing changed, None when
         the destination must rewrite the slice (other lineage, log too short, a full change)."""
+        later = self._changes_since(token)
+        return None if later is None else {k for c in later for k in c.keys}
+
+    def sequences_since(self, token: str | None) -> list[int] | None:
+        """The merges after the state `token`, oldest first; None as for `keys_since`."""
+        later = self._changes_since(token)
+        return None if later is None else [c.sequence for c in later]
+
+    def _changes_since(self, token: str | None) -> list[Change] | None:
         if token == self.token:
-            return set()
+            return []
         lake_id, _, seq = (token or "").rpartition(":")
         if lake_id != self.lake_id or not seq.isdigit() or int(seq) > self.sequence:
             return None
@@ -70,7 +79,7 @@ class SliceManifest:
             return None
         if any(c.kind != INCREMENTAL for c in later):
             return None
-        return {k for c in later for k in c.keys}
+        return later
 
     def after_full(self, rows: int, watermark: str | None) -> SliceManifest:
         """The manifest once a full write replaced the slice."""

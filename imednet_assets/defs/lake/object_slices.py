@@ -129,6 +129,9 @@ class ObjectStoreWriter:
         with contextlib.suppress(OSError):
             self.slices.cache.adopt(self.entity, self.study_key, version, self.staged, manifest)
 
+    def keep_changes(self, lake_id: str, sequence: int, rows: pa.Table) -> None:
+        """None kept: the destinations of an object-store lake search the slice."""
+
     def file_count(self) -> int:
         return len(self.current.files) if self.current else 0
 

@@ -23,6 +23,9 @@ NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 STAGING_DIR = ".staging"
 TRASH_DIR = ".trash"
 LOCK_DIR = ".locks"
+CHANGES_DIR = ".changes"
+CHANGES_SUFFIX = ".changes"
+"""Change files are Parquet, named so that no glob of the lake's `*.parquet` reads a row twice."""
 
 
 def _lake_type(t: pa.DataType) -> pa.DataType:
@@ -61,6 +64,17 @@ def study_folder_name(study_key: str) -> str:
 def study_dir(root: Path, entity: str, study_key: str) -> Path:
     """`<root>/<entity>/study_key=<S>`: the unit that is swapped in atomically."""
     return entity_dir(root, entity) / study_folder_name(study_key)
+
+
+def changes_dir(study_folder: Path) -> Path:
+    """`<root>/<entity>/.changes/study_key=<S>` beside the study folder: the rows the recent
+    merges wrote, kept outside the slice so its files and a data cut of it stay as they are."""
+    return study_folder.parent / CHANGES_DIR / study_folder.name
+
+
+def change_file_name(lake_id: str, sequence: int) -> str:
+    """Sorts by sequence within a lineage (a rebuilt lake's files never pass for its own)."""
+    return f"{lake_id}-{sequence:010d}{CHANGES_SUFFIX}"
 
 
 def part_file_name(index: int) -> str:
@@ -148,6 +162,18 @@ class LakeSlice:
         `study_key`/`form_key` columns inside the files hold the true values.
         """
         return str(self.path / "**" / "*.parquet")
+
+    def change_files(self, since: str | None) -> list[Path] | None:
+        """The rows each merge after the state `since` wrote, oldest first, while the lake
+        keeps them all; None when it does not (a full write came between, a file was pruned,
+        an object-store lake): then the changed keys' rows are searched in the slice."""
+        sequences = self.manifest.sequences_since(since) if self.manifest else None
+        if not sequences:
+            return None
+        assert self.manifest is not None
+        folder = changes_dir(self.path)
+        files = [folder / change_file_name(self.manifest.lake_id, s) for s in sequences]
+        return files if all(f.is_file() for f in files) else None
 
     def dataset(self) -> pads.Dataset:
         return pads.dataset([str(f) for f in self.files], schema=self.schema, format="parquet")

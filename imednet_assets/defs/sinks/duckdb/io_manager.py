@@ -210,6 +210,16 @@ def _columns_of(tables: Catalog, names: list[str]) -> dict[str, list[tuple[str, 
             for t in names}
 
 
+def _keyed_source(write: StudyWrite, applied: Mapping[str, str], key: str | None) -> str:
+    """FROM text of the keyed entity's rows an apply reads: the rows the lake's merges since
+    the applied state wrote, when it keeps them (a small file or two), else the slice (whose
+    every file holds changed rows: a 1% change touches every row group)."""
+    assert write.keyed is not None and write.keyed_source is not None
+    entity = write.keyed[0]
+    files = write.slices[entity].change_files(applied.get(entity)) if key is not None else None
+    return sql.change_rows_sql(files, key) if files and key is not None else write.keyed_source
+
+
 def write_study(
     conn: duckdb.DuckDBPyConnection, write: StudyWrite, database: str,
     known: CatalogCache | None = None, keyed_rows: KeyedRows | None = None,
@@ -225,8 +235,8 @@ def write_study(
     try:
         for name, relation in write.relations.items():
             conn.register(name, relation)
-        plan = plan_changes(write.slices, _sync_state(conn, write),
-                            write.keyed[0] if write.keyed else None)
+        applied = _sync_state(conn, write)
+        plan = plan_changes(write.slices, applied, write.keyed[0] if write.keyed else None)
         if plan.action == SKIP:
             tables = known.get(conn)
             counts = {load.table: conn.execute(sql.count_slice_sql(load.table),
@@ -239,7 +249,7 @@ def write_study(
         if write.keyed_source is not None:
             # an apply reads the changed keys' rows from the lake once, not once per table
             table = "(changed rows)"
-            rows.define(conn, write.keyed_source, key, plan.keys)
+            rows.define(conn, _keyed_source(write, applied, key), key, plan.keys)
         conn.execute("BEGIN TRANSACTION")
         try:
             tables = known.get(conn)

@@ -42,6 +42,19 @@ def read_parquet_sql(files: Iterable[Path | str]) -> str:
     return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
 
 
+def change_rows_sql(files: list[Path], key: str) -> str:
+    """FROM text of the rows the lake's merges wrote (`files` oldest first, named so they sort
+    so): the newest row of each key."""
+    if len(files) == 1:
+        return read_parquet_sql(files)
+    listed = ", ".join(quote_literal(str(f)) for f in files)
+    return (
+        f"(SELECT * EXCLUDE (filename) FROM read_parquet([{listed}], union_by_name = true, "
+        f"hive_partitioning = false, filename = true) QUALIFY row_number() OVER "
+        f"(PARTITION BY {quote_ident(key)} ORDER BY filename DESC) = 1)"
+    )
+
+
 _DDL = TableDdl(table_ref)
 create_table_sql = _DDL.create_table
 add_column_sql = _DDL.add_column

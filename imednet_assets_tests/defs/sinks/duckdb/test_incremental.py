@@ -3,13 +3,17 @@ transaction, nothing written when nothing changed, a purge rewrites the study.""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from imednet_assets.defs.ingest.assets import ingest_assets
 from imednet_assets.defs.lake.io_manager import LakeIOManager
+from imednet_assets.defs.lake.slice import LakeSlice, changes_dir
 from imednet_assets.defs.modes import FULL, INCREMENTAL, mode_tags
 from imednet_assets.defs.sinks.duckdb.assets import duckdb_assets
 from imednet_assets.defs.sinks.duckdb.definitions import duckdb_resources
@@ -97,3 +101,39 @@ def test_assets_behind_by_different_changes_each_apply_their_own(sim, tmp_path):
     assert meta["form_tables"]["keys_changed"] > 3  # both changes
     refresh(tmp_path / "fresh", instance, study, FULL)
     assert study_tables(kept, study) == study_tables(tmp_path / "fresh", study)
+
+
+def test_an_apply_reads_the_rows_the_lake_merge_kept_and_searches_the_slice_without_them(
+    sim, tmp_path  # noqa: F811
+):
+    study = sorted(sim.stats())[0]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("study", [study])
+    kept = tmp_path / "kept"
+    refresh(kept, instance, study, FULL)
+    sim.advance(study_key=study, modify=3)
+    refresh(kept, instance, study, INCREMENTAL, selection=["imednet/records"])
+    records = LakeSlice.read(kept / "lake", "records", study, None)
+    [changes] = list(changes_dir(records.path).iterdir())
+    original = pq.read_table(changes)
+    # a mark only the kept rows carry: the apply shows it when it read them
+    at = original.schema.get_field_index("record_status")
+    marked = original.set_column(at, "record_status",
+                                 pa.array(["marked"] * original.num_rows, pa.string()))
+    pq.write_table(marked, changes)
+    copy = tmp_path / "copy"
+    shutil.copytree(kept, copy)
+    shutil.rmtree(changes_dir(LakeSlice.read(copy / "lake", "records", study, None).path))
+
+    meta = refresh(kept, instance, study, INCREMENTAL, selection=["duckdb/form_tables"])
+    assert meta["form_tables"]["mode"] == "apply"
+    statuses = {row[0] for t in Sink(kept).tables() if t.startswith("form_")
+                for row in Sink(kept).query(f'SELECT DISTINCT record_status FROM "{t}"')}
+    assert "marked" in statuses
+
+    meta = refresh(copy, instance, study, INCREMENTAL, selection=["duckdb/form_tables"])
+    assert meta["form_tables"]["mode"] == "apply"
+    refresh(tmp_path / "fresh", instance, study, FULL)
+    forms = {t: rows for t, rows in study_tables(copy, study).items() if t.startswith("form_")}
+    assert forms == {t: rows for t, rows in study_tables(tmp_path / "fresh", study).items()
+                     if t.startswith("form_")}
