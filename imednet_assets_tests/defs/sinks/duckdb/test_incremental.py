@@ -83,17 +83,25 @@ def test_apply_then_skip_then_purge_rewrite_each_equal_a_fresh_refresh(sim, tmp_
     assert study_tables(kept, other) == theirs
 
 
-def test_assets_behind_by_different_changes_each_apply_their_own(sim, tmp_path):  # noqa: F811
-    """records_long and the form tables share the changed rows their step reads only when they
-    apply the same changes: the form tables, one change behind, read their own."""
-    study = sorted(sim.stats())[0]
+def three_records_changed(simulator, tmp_path: Path, selection: list[str],
+                          ) -> tuple[str, dg.DagsterInstance, Path]:
+    """A study refreshed in full into `kept`, then 3 records changed upstream and `selection`
+    refreshed incrementally: (study, instance, kept)."""
+    study = sorted(simulator.stats())[0]
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("study", [study])
     kept = tmp_path / "kept"
     refresh(kept, instance, study, FULL)
-    sim.advance(study_key=study, modify=3)
-    refresh(kept, instance, study, INCREMENTAL,
-            selection=["imednet/records", "duckdb/records_long"])
+    simulator.advance(study_key=study, modify=3)
+    refresh(kept, instance, study, INCREMENTAL, selection=selection)
+    return study, instance, kept
+
+
+def test_assets_behind_by_different_changes_each_apply_their_own(sim, tmp_path):  # noqa: F811
+    """records_long and the form tables share the changed rows their step reads only when they
+    apply the same changes: the form tables, one change behind, read their own."""
+    study, instance, kept = three_records_changed(
+        sim, tmp_path, ["imednet/records", "duckdb/records_long"])
     sim.advance(study_key=study, modify=3)
     meta = refresh(kept, instance, study, INCREMENTAL)
     assert meta["records_long"]["mode"] == meta["form_tables"]["mode"] == "apply"
@@ -106,13 +114,7 @@ def test_assets_behind_by_different_changes_each_apply_their_own(sim, tmp_path):
 def test_an_apply_reads_the_rows_the_lake_merge_kept_and_searches_the_slice_without_them(
     sim, tmp_path  # noqa: F811
 ):
-    study = sorted(sim.stats())[0]
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("study", [study])
-    kept = tmp_path / "kept"
-    refresh(kept, instance, study, FULL)
-    sim.advance(study_key=study, modify=3)
-    refresh(kept, instance, study, INCREMENTAL, selection=["imednet/records"])
+    study, instance, kept = three_records_changed(sim, tmp_path, ["imednet/records"])
     records = LakeSlice.read(kept / "lake", "records", study, None)
     [changes] = list(changes_dir(records.path).iterdir())
     original = pq.read_table(changes)
