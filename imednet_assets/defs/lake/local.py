@@ -44,9 +44,9 @@ def same_parquet(staged: Path, target: Path) -> bool:
 
 
 CHANGES_KEPT = 8
-PART_SUFFIX = ".part"
 """Merges whose rows are kept beside a slice: a destination further behind (or a lake without
 them) has the changed keys' rows searched in the slice instead, which costs more, not less."""
+PART_SUFFIX = ".part"
 
 
 def keep_changes(target: Path, lake_id: str, sequence: int, rows: pa.Table) -> None:
