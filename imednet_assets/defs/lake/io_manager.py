@@ -360,9 +360,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
             if not plan.changed.num_rows:
                 return {**stats, "changed": False, "sequence": before.sequence,
                         "watermark": before.watermark}
-            merger.write(plan, append_only=write.incremental.append_only)
-            slot.keep_changes(before.lake_id, before.sequence + 1,
-                              plan.changed.select(schema.names).cast(schema))
+            written = merger.write(plan, append_only=write.incremental.append_only)
+            slot.keep_changes(before.lake_id, before.sequence + 1, written)
         finally:
             merger.discard_reads()
             reader.shutdown(cancel_futures=True)

@@ -166,7 +166,8 @@ class SliceMerger:
             future.cancel()
         self._reads.clear()
 
-    def write(self, plan: MergePlan, *, append_only: bool) -> None:
+    def write(self, plan: MergePlan, *, append_only: bool) -> pa.Table:
+        """Stage the merged slice; returns the changed rows as written (in the slice's schema)."""
         changed = plan.changed.select(self.schema.names).cast(self.schema)
         self.staged.mkdir(parents=True, exist_ok=True)
         if self.split_by is None:
@@ -174,7 +175,7 @@ class SliceMerger:
                 self._append(changed)
             else:
                 self._rewrite(self.current, self.staged, changed, write_empty=True)
-            return
+            return changed
         folders = {p.name: p for p in self.current.iterdir() if p.is_dir()}
         targets = {f"{self.split_by}={encode(v)}": v for v in plan.affected}
         for name, folder in folders.items():
@@ -195,6 +196,7 @@ class SliceMerger:
         order = sorted(targets, key=lambda name: (-_bytes(folders.get(name)), name))
         with ThreadPoolExecutor(max_workers=REWRITE_THREADS) as pool:
             list(pool.map(rewrite, order))
+        return changed
 
     def _append(self, rows: pa.Table) -> None:
         """Keep every file, add the new rows as the next part file."""

@@ -215,9 +215,11 @@ def _keyed_source(write: StudyWrite, applied: Mapping[str, str], key: str | None
     the applied state wrote, when it keeps them (a small file or two), else the slice (whose
     every file holds changed rows: a 1% change touches every row group)."""
     assert write.keyed is not None and write.keyed_source is not None
+    if key is None:  # a rewrite reads every row
+        return write.keyed_source
     entity = write.keyed[0]
-    files = write.slices[entity].change_files(applied.get(entity)) if key is not None else None
-    return sql.change_rows_sql(files, key) if files and key is not None else write.keyed_source
+    files = write.slices[entity].change_files(applied.get(entity))
+    return sql.change_rows_sql(files, key) if files else write.keyed_source
 
 
 def write_study(

@@ -32,14 +32,16 @@ def table_ref(table: str) -> str:
     return f"{quote_ident(SCHEMA)}.{quote_ident(table)}"
 
 
-def read_parquet_sql(files: Iterable[Path | str]) -> str:
-    """`read_parquet` over an explicit file list, columns matched by name across files.
+def read_parquet_sql(files: Iterable[Path | str], *, filename: bool = False) -> str:
+    """`read_parquet` over an explicit file list, columns matched by name across files
+    (`filename`: plus a `filename` column).
 
     Hive partitioning is off: the lake files carry `study_key`/`form_key` as real columns, and the
     percent-encoded folder names must not be decoded into a second, differently typed copy.
     """
     listed = ", ".join(quote_literal(str(f)) for f in files)
-    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+    extra = ", filename = true" if filename else ""
+    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false{extra})"
 
 
 def change_rows_sql(files: list[Path], key: str) -> str:
@@ -47,11 +49,9 @@ def change_rows_sql(files: list[Path], key: str) -> str:
     so): the newest row of each key."""
     if len(files) == 1:
         return read_parquet_sql(files)
-    listed = ", ".join(quote_literal(str(f)) for f in files)
     return (
-        f"(SELECT * EXCLUDE (filename) FROM read_parquet([{listed}], union_by_name = true, "
-        f"hive_partitioning = false, filename = true) QUALIFY row_number() OVER "
-        f"(PARTITION BY {quote_ident(key)} ORDER BY filename DESC) = 1)"
+        f"(SELECT * EXCLUDE (filename) FROM {read_parquet_sql(files, filename=True)} "
+        f"QUALIFY row_number() OVER (PARTITION BY {quote_ident(key)} ORDER BY filename DESC) = 1)"
     )
 
 
