@@ -145,14 +145,26 @@ def normalise(kind: str, col: np.ndarray) -> np.ndarray:
     if col.dtype != object:
         return col
     if kind == "ts":
-        cache: dict = {}
-        return np.array([cache.setdefault(x, ts_epoch(x)) if x else -1 for x in col],
-                        dtype=np.int64)
+        return _stored_epochs(col)
     if kind in ("int", "float"):
         return np.array([np.nan if x is None else float(x) for x in col], dtype=float)
     if kind == "bool":
         return col.astype(bool)
     return np.array(["" if x is None else str(x) for x in col], dtype=object)
+
+
+def _stored_epochs(col: np.ndarray) -> np.ndarray:
+    """Stored timestamps (the API's `YYYY-MM-DD HH:MM:SS`, UTC; empty = -1) as epoch seconds,
+    parsed by numpy in one pass; any other form goes through `ts_epoch` one by one."""
+    present = np.array([bool(x) for x in col], dtype=bool)
+    out = np.full(len(col), -1, dtype=np.int64)
+    values = col[present]
+    if all(len(x) == 19 and x[10] == " " for x in values):
+        out[present] = values.astype("datetime64[s]").astype(np.int64)
+    else:
+        cache: dict = {}
+        out[present] = [cache.setdefault(x, ts_epoch(x)) for x in values]
+    return out
 
 
 def compare(col: np.ndarray, op: str, value) -> np.ndarray:

@@ -137,12 +137,14 @@ class StudyState:
         self.st = st
         self.overrides: dict[int, dict[str, str]] = {}  # base index -> recordData values set
         self.extra_revisions: list[dict] = []
+        self.extra_revisions_created: list[int] = []  # their dateCreated, epoch seconds
         self.n_base_subjects = len(st.subjects)
         self.n_base_records = len(st.arrays["subj"])
         self.base_rev_cum = np.cumsum(st.arrays["base_rev"].astype(np.int64))
         self.coding_slots = gen.coding_slots(st)
         self._live: np.ndarray | None = None
         self._queries_modified: np.ndarray | None = None
+        self._base_revisions_created: np.ndarray | None = None
 
     @property
     def live(self) -> np.ndarray:
@@ -165,6 +167,22 @@ class StudyState:
                                                "%Y-%m-%d %H:%M:%S")) for j in range(n)],
                 dtype=np.int64)
         return self._queries_modified
+
+    def base_revisions_created(self) -> np.ndarray:
+        """The generated revisions' dateCreated (epoch seconds), as base_revision_row dates them,
+        vectorised and computed once: the generated audit trail never changes, and filtering it by
+        dateCreated must not render every revision per request (a real API has an index for it)."""
+        if self._base_revisions_created is None:
+            a, cum = self.st.arrays, self.base_rev_cum
+            n_rec = len(cum)
+            n_base = int(cum[-1]) if n_rec else 0
+            b = np.repeat(np.arange(n_rec), a["base_rev"][:n_rec])
+            k = np.arange(n_base) - np.concatenate([[0], cum[:-1]])[b] + 1
+            total, c = a["base_rev"][b].astype(np.int64), a["created"][b].astype(np.int64)
+            m = a["base_modified"][b].astype(np.int64)
+            self._base_revisions_created = np.where(
+                total == 1, c, c + (m - c) * (k - 1) // np.maximum(total - 1, 1))
+        return self._base_revisions_created
 
     def record_data(self, b: int) -> dict[str, str]:
         return gen.record_data(self.st, b, self.overrides.get(b))
@@ -218,18 +236,8 @@ class StudyState:
             return np.concatenate([base, np.array([r["recordId"] for r in extra], np.int64)])
 
         def created() -> np.ndarray:
-            # base_revision_row's dates, vectorised: filtering the audit trail by dateCreated
-            # must not render every revision (a real API has an index for it)
-            a = st.arrays
-            n_rec = len(cum)
-            b = np.repeat(np.arange(n_rec), a["base_rev"][:n_rec])
-            k = np.arange(n_base) - np.concatenate([[0], cum[:-1]])[b] + 1
-            total, c = a["base_rev"][b].astype(np.int64), a["created"][b].astype(np.int64)
-            m = a["base_modified"][b].astype(np.int64)
-            when = np.where(total == 1, c, c + (m - c) * (k - 1) // np.maximum(total - 1, 1))
-            later = [calendar.timegm(time.strptime(r["dateCreated"], "%Y-%m-%d %H:%M:%S"))
-                     for r in extra]
-            return np.concatenate([when, np.array(later, dtype=np.int64)])
+            return np.concatenate([self.base_revisions_created(),
+                                   np.array(self.extra_revisions_created, dtype=np.int64)])
 
         cols = {"recordId": rec_ids, "dateCreated": created,
                 "recordRevisionId": lambda: (st.no + 1) * 100_000_000
@@ -347,6 +355,7 @@ class SimulatorStore:
         rev_id = (state.st.no + 1) * 100_000_000 + n_base + len(state.extra_revisions) + 1
         state.extra_revisions.append(gen.revision_row(
             state.st, rev_id, b, int(a["rev"][b]), self.clock, "simulator", reason))
+        state.extra_revisions_created.append(self.clock)
 
     def _append_record(self, state: StudyState, s: int, form: int, interval: int,
                        parent: int, unv: int) -> int:
