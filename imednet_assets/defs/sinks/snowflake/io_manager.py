@@ -68,10 +68,10 @@ class SnowflakeSinkIOManager(DestinationIOManager):
             biggest = max(report.rows, key=lambda t: (report.rows[t], t), default=None)
             cursor = conn.cursor()
             try:
-                # (name, type) of every table written, for the asset page's column list
-                columns = {t: [(r[0], r[1]) for r in loader._fetch(cursor,
-                                                                  sql.describe_table_sql(t))]
-                           for t in report.rows}
+                # (name, type) of every table written, for the asset page's column list: as
+                # the load's schema sync left them, described here only after a skip
+                columns = {t: report.columns.get(t) or list(
+                    loader.table_columns(cursor, t).values()) for t in report.rows}
                 preview = loader.preview(cursor, biggest, obj.study_key,
                                          [name for name, _ in columns[biggest]]
                                          ) if biggest else ""

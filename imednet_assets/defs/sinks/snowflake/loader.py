@@ -122,6 +122,9 @@ class LoadReport:
     loaded: dict[str, int] = field(default_factory=dict)
     descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
     """form table -> lower(column) -> its variable's label, for the asset page."""
+    columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """table -> its (name, type) columns after the schema sync, for the asset page (a load
+    that skipped has none: nothing was synced)."""
 
     @property
     def rows_deleted(self) -> int:
@@ -216,29 +219,34 @@ def _raw_columns(cursor: Any, table: str, column: str, tables: set[str]) -> list
 
 def sync_schema(
     cursor: Any, table: str, wanted: Sequence[tuple[str, str]], tables: set[str]
-) -> list[str]:
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Create `table` or add its missing columns; a column whose type differs from the wanted one
-    becomes text (filled from the raw API text). Returns the columns the table holds as text while
-    the study's plan types them: those are read as raw text. Never drops data."""
+    becomes text (filled from the raw API text). Never drops data. Returns the columns the table
+    holds as text while the study's plan types them (those are read as raw text), and the
+    table's (name, type) columns afterwards. A table is described again only when this changed
+    it: each DESCRIBE is a round trip, and a write of the form tables syncs dozens."""
     if table not in tables:
         cursor.execute(sql.create_table_sql(table, wanted))
         tables.add(table)
-        return []
+        return [], list(table_columns(cursor, table).values())
     have = table_columns(cursor, table)
-    for upper, (col, _) in list(have.items()):
-        if upper.endswith(_WIDEN_SUFFIX):
-            # a widening cut short: finish it (renamed) or drop the half-made copy
-            base = col[: -len(_WIDEN_SUFFIX)]
-            if base.upper() in have:
-                cursor.execute(sql.drop_column_sql(table, col))
-            else:
-                cursor.execute(sql.rename_column_sql(table, col, base))
-    have = table_columns(cursor, table)
+    leftovers = [col for upper, (col, _) in have.items() if upper.endswith(_WIDEN_SUFFIX)]
+    for col in leftovers:
+        # a widening cut short: finish it (renamed) or drop the half-made copy
+        base = col[: -len(_WIDEN_SUFFIX)]
+        if base.upper() in have:
+            cursor.execute(sql.drop_column_sql(table, col))
+        else:
+            cursor.execute(sql.rename_column_sql(table, col, base))
+    if leftovers:
+        have = table_columns(cursor, table)
     text: list[str] = []
+    altered = False
     for col, ctype in wanted:
         current = have.get(col.upper())
         if current is None:
             cursor.execute(sql.add_column_sql(table, col, ctype))
+            altered = True
         elif sql.type_family(current[1]) == sql.type_family(ctype):
             continue
         elif sql.type_family(current[1]) == "TEXT":
@@ -247,7 +255,10 @@ def sync_schema(
             _widen(cursor, table, current[0], [r for r in _raw_columns(cursor, table, col, tables)
                                                 if r.upper() in have])
             text.append(col)
-    return text
+            altered = True
+    if altered:
+        have = table_columns(cursor, table)
+    return text, list(have.values())
 
 
 def _widen(cursor: Any, table: str, column: str, raw_columns: list[str]) -> None:
@@ -346,11 +357,12 @@ def load_study(
                 # DDL commits implicitly: the key table is made before the transaction
                 cursor.execute(sql.changed_keys_table_sql(_key_type(plan.keys)))
             loads: list[TableLoad] = []
+            columns: dict[str, list[tuple[str, str]]] = {}
             for spec in specs:
                 step.table, step.batch = sql.name(spec.name), "-"
                 schema = t.schema(spec)
                 wanted = [(sql.name(f.name), sql.snowflake_type(f.type)) for f in schema]
-                text = sync_schema(cursor, step.table, wanted, tables)
+                text, columns[step.table] = sync_schema(cursor, step.table, wanted, tables)
                 path = stage_path(settings.stage_prefix, study, step.table, run_id, attempt)
                 load = TableLoad(step.table, path)
                 reader = t.read(spec, text_columns=text, batch_rows=settings.batch_size)
@@ -378,6 +390,7 @@ def load_study(
         append_jsonl(Path(settings.manifest_file()), report.manifest)
         report.stage_paths = staged_paths
         report.descriptions = descriptions
+        report.columns = columns
         report.seconds = time.perf_counter() - started
         return report
     except DestinationError:

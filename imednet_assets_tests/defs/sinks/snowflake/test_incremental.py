@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pyarrow.compute as pc
 import pytest
+from snowflake.connector.cursor import SnowflakeCursor
 
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.ingest.assets import ingest_assets
@@ -158,8 +159,24 @@ def test_incremental_writes_equal_a_fresh_full_refresh(
     assert snow.snapshot() == before and snow.sync_state() == state
     assert snow.staged() == [] and failed.run_id not in manifest_run_ids(snow)
 
-    # 2. the changed keys are applied: deleted and copied in again, the rest left alone
-    meta = metadata(snow.run(study))
+    # 2. the changed keys are applied: deleted and copied in again, the rest left alone; each
+    # table is described once (by its schema sync, whose answer the asset page's columns reuse)
+    described: list[str] = []
+    execute = SnowflakeCursor.execute
+
+    def recording(cursor: SnowflakeCursor, command: str, *args: Any, **kwargs: Any) -> Any:
+        if command.startswith("DESCRIBE TABLE"):
+            described.append(command.removeprefix("DESCRIBE TABLE ").strip('"'))
+        return execute(cursor, command, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SnowflakeCursor, "execute", recording)
+        meta = metadata(snow.run(study))
+    assert sorted(described) == sorted(t for m in meta.values() for t in m["table_rows"])
+    form_columns = {t: snow.columns(t) for t in meta["form_tables"]["table_rows"]}
+    assert len(form_columns) > 5
+    assert [(c.name, c.type) for c in meta["form_tables"]["dagster/column_schema"].columns] == [
+        (f"{t}.{name}", ctype) for t in sorted(form_columns) for name, ctype in form_columns[t]]
     assert {n: m["mode"] for n, m in meta.items() if n != "visits"} == {
         "subjects": APPLY, "dictionary": SKIP, "records_long": APPLY, "form_tables": APPLY}
     assert meta["visits"]["mode"] in (SKIP, APPLY)
