@@ -5,9 +5,11 @@ asset's `SnowflakeWrite` through `loader.load_study` and reports what it did: th
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from imednet_assets.defs.sinks.common import DestinationConfigError, error_detail
 from imednet_assets.defs.sinks.destination import DestinationIOManager, WriteReport
@@ -48,6 +50,41 @@ class SnowflakeSinkIOManager(DestinationIOManager):
 
     snowflake: SnowflakeConnection
     load: SnowflakeLoadSettings
+    _step: contextlib.ExitStack | None = PrivateAttr(default=None)
+    _session: Any = PrivateAttr(default=None)
+
+    @contextlib.contextmanager
+    def step_session(self) -> Iterator[None]:
+        """One login and one connection check for every output of the step: a Snowflake login
+        costs more than a small incremental load. The first write opens it, so a refused login
+        fails that write as any other would."""
+        with contextlib.ExitStack() as step:
+            self._step = step
+            try:
+                yield
+            finally:
+                self._step, self._session = None, None
+
+    @contextlib.contextmanager
+    def _checked(self) -> Iterator[Any]:
+        """A checked connection: the step's, else one for this write alone."""
+        if self._step is None:
+            with self._open() as conn:
+                check_connection(conn, self.snowflake, self.load)
+                yield conn
+            return
+        if self._session is None:
+            conn = self._step.enter_context(self._open())
+            check_connection(conn, self.snowflake, self.load)
+            self._session = conn
+        try:
+            yield self._session
+        except BaseException:
+            # a failed write fails the step: log out now, not when its generator is collected
+            with contextlib.suppress(Exception):
+                self._session.close()
+            self._session = None
+            raise
 
     def _connect(self) -> Any:
         try:
@@ -60,8 +97,7 @@ class SnowflakeSinkIOManager(DestinationIOManager):
 
     def write_output(self, context: dg.OutputContext, obj: loader.SnowflakeWrite) -> WriteReport:
         where = self.snowflake.describe()
-        with self._open() as conn:
-            check_connection(conn, self.snowflake, self.load)
+        with self._checked() as conn:
             report = loader.load_study(
                 conn, obj, self.load, run_id=context.run_id, destination=where,
                 secrets=self.snowflake.secrets(), log=context.log.warning)
