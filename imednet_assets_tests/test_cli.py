@@ -13,10 +13,13 @@ import zipfile
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from imednet_assets.local_servers import free_port
 from imednet_assets.local_servers.postgres import temporary_database
 from imednet_assets.simulator import SimulatorConfig, SimulatorServer
+
+pytestmark = pytest.mark.slow  # minutes: collected early (see the suite's conftest)
 
 API_KEY = "cli-api-key-5d1c"
 SECURITY_KEY = "cli-security-key-88a2"

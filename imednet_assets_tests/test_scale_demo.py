@@ -29,7 +29,7 @@ from imednet_assets.scale_demo import (
 )
 from imednet_assets.webserver import dagster_dev, launch_run, wait_run
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 T = TypeVar("T")
 
 

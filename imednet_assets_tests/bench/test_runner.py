@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from imednet_assets.cli import main
+
+pytestmark = pytest.mark.slow  # minutes: collected early (see the suite's conftest)
 
 
 def test_bench_measures_every_path_on_the_same_records(tmp_path: Path, capsys) -> None:

@@ -29,7 +29,7 @@ query($filter: RunsFilter) {
 }"""
 WAIT_S = 300.0
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 
 def _runs(graphql: GraphQL, **tags: str) -> list[dict]:

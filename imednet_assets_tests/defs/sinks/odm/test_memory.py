@@ -14,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from imednet_assets_tests.defs.sinks.odm.conftest import synthetic_study
+
+pytestmark = pytest.mark.slow  # minutes: collected early (see the suite's conftest)
 
 
 def _peak_rss_mb(lake: Path) -> tuple[float, dict]:
