@@ -7,10 +7,8 @@ scan of rendered rows for attributes without a column.
 
 from __future__ import annotations
 
-import calendar
 import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -162,10 +160,8 @@ class StudyState:
         an index for it)."""
         if self._queries_modified is None:
             n = self.n_base_records // gen.QUERY_STRIDE
-            self._queries_modified = np.array(
-                [calendar.timegm(time.strptime(gen.query_row(self.st, j)["dateModified"],
-                                               "%Y-%m-%d %H:%M:%S")) for j in range(n)],
-                dtype=np.int64)
+            self._queries_modified = flt.normalise("ts", np.array(
+                [gen.query_row(self.st, j)["dateModified"] for j in range(n)], dtype=object))
         return self._queries_modified
 
     def base_revisions_created(self) -> np.ndarray:
