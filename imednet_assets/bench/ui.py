@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -27,6 +28,9 @@ from imednet_assets.webserver import (
     wait_backfill,
     wait_run,
 )
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 
 def _register(data: Path) -> list[str]:
@@ -59,12 +63,22 @@ def _cli_seconds(data: Path) -> tuple[float, list[str]]:
         return time.perf_counter() - started, failed
 
 
+def unsuccessful_runs(instance: DagsterInstance) -> list[str]:
+    """The runs of the launched job that did not succeed, as `<run id>: <status>`. Only that
+    job's: the daemon's own schedules (the hourly freshness check) may be running beside it."""
+    import dagster as dg
+
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=JOB))
+    return [f"{r.run_id}: {r.status.value}" for r in runs
+            if r.status != dg.DagsterRunStatus.SUCCESS]
+
+
 def _failed_runs(data: Path) -> list[str]:
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(data / "dagster_home")
     with dg.DagsterInstance.get() as instance:
-        return [r.run_id for r in instance.get_runs() if r.status != dg.DagsterRunStatus.SUCCESS]
+        return unsuccessful_runs(instance)
 
 
 def measure(studies: int, subjects: int, latency_ms: float, seed: int) -> dict:
@@ -110,7 +124,7 @@ def ui_table(runs: list[dict]) -> list[str]:
         lines.append(
             f"| {r['launched_as']} | {r['studies']:,} | {r['records']:,} | {r['cli_seconds']:.1f} "
             f"| {r['ui_seconds']:.1f} | {r['ui_seconds'] / r['cli_seconds']:.2f}x "
-            f"| {'yes' if green else 'NO: ' + r['status']} |")
+            f"| {'yes' if green else 'NO: ' + ', '.join([r['status'], *r['ui_failed_runs']])} |")
     return lines
 
 

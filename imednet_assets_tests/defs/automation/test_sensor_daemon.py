@@ -56,7 +56,9 @@ def test_the_daemon_launches_what_the_change_sensor_asks(tmp_path: Path, monkeyp
         env = {settings.BASE_URL_ENV: sim.base_url, settings.API_KEY_ENV: API_KEY,
                settings.SECURITY_KEY_ENV: SECURITY_KEY}
         with dagster_dev(tmp_path / "data", env) as graphql:
-            first = _first_run(graphql)  # the discovery sensor's full run of the new study
+            # the discovery sensor's full run of the new study (by its tag: the hourly freshness
+            # schedule may launch a run of its own job in the meantime)
+            first = _first_run(graphql, **{"dagster/sensor_name": "study_discovery_sensor"})
             assert wait_run(graphql, first["runId"], WAIT_S) == "SUCCESS"
 
             sim.advance(study_key=study, modify=2)
