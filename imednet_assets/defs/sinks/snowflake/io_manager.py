@@ -102,12 +102,11 @@ class SnowflakeSinkIOManager(DestinationIOManager):
                 conn, obj, self.load, run_id=context.run_id, destination=where,
                 secrets=self.snowflake.secrets(), log=context.log.warning)
             biggest = max(report.rows, key=lambda t: (report.rows[t], t), default=None)
+            # (name, type) of every table written, for the asset page's column list: as the
+            # load's schema sync left them
+            columns = report.columns
             cursor = conn.cursor()
             try:
-                # (name, type) of every table written, for the asset page's column list: as
-                # the load's schema sync left them, described here only after a skip
-                columns = {t: report.columns.get(t) or list(
-                    loader.table_columns(cursor, t).values()) for t in report.rows}
                 preview = loader.preview(cursor, biggest, obj.study_key,
                                          [name for name, _ in columns[biggest]]
                                          ) if biggest else ""

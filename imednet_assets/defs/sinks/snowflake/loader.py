@@ -123,8 +123,8 @@ class LoadReport:
     descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
     """form table -> lower(column) -> its variable's label, for the asset page."""
     columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    """table -> its (name, type) columns after the schema sync, for the asset page (a load
-    that skipped has none: nothing was synced)."""
+    """table -> its (name, type) columns after the schema sync (a skip: as the catalog read
+    before it found them), for the asset page."""
 
     @property
     def rows_deleted(self) -> int:
@@ -195,20 +195,32 @@ def _fetch(cursor: Any, text: str, params: Sequence[Any] | None = None) -> list[
     return list(cursor.fetchall())
 
 
-def existing_tables(cursor: Any) -> set[str]:
-    return {t for (t,) in _fetch(cursor, sql.list_tables_sql())}
+#: table -> upper(column name) -> (name, type), each table's columns in table order
+Catalog = dict[str, dict[str, tuple[str, str]]]
+
+
+def read_catalog(cursor: Any, table: str | None = None) -> Catalog:
+    """The schema's base tables and their columns (or only `table`'s), in one query. Types read
+    `NUMBER(p,s)` with their precision, others by name (`TEXT`, `FLOAT`, `TIMESTAMP_NTZ`)."""
+    rows = _fetch(cursor, sql.catalog_sql(one_table=table is not None),
+                  None if table is None else (table,))
+    out: Catalog = {}
+    for name, column, ctype, precision, scale in rows:
+        full = f"{ctype}({precision},{scale})" if ctype == "NUMBER" and precision is not None \
+            else ctype
+        out.setdefault(name, {})[column.upper()] = (column, full)
+    return out
 
 
 def table_columns(cursor: Any, table: str) -> dict[str, tuple[str, str]]:
     """upper(name) -> (name, type) of an existing table, in table order."""
-    rows = _fetch(cursor, sql.describe_table_sql(table))
-    return {row[0].upper(): (row[0], row[1]) for row in rows}
+    return read_catalog(cursor, table).get(table, {})
 
 
-def _raw_columns(cursor: Any, table: str, column: str, tables: set[str]) -> list[str]:
+def _raw_columns(cursor: Any, table: str, column: str, catalog: Catalog) -> list[str]:
     """Raw-text columns the dictionary knows for `column` (any study), to refill it exactly."""
     forms, variables = sql.name("forms"), sql.name("variables")
-    if forms not in tables or variables not in tables:
+    if forms not in catalog or variables not in catalog:
         return []
     try:
         found = _fetch(cursor, sql.raw_columns_sql(forms, variables), (table, column))
@@ -218,18 +230,18 @@ def _raw_columns(cursor: Any, table: str, column: str, tables: set[str]) -> list
 
 
 def sync_schema(
-    cursor: Any, table: str, wanted: Sequence[tuple[str, str]], tables: set[str]
-) -> tuple[list[str], list[tuple[str, str]]]:
+    cursor: Any, table: str, wanted: Sequence[tuple[str, str]], catalog: Catalog
+) -> list[str]:
     """Create `table` or add its missing columns; a column whose type differs from the wanted one
     becomes text (filled from the raw API text). Never drops data. Returns the columns the table
-    holds as text while the study's plan types them (those are read as raw text), and the
-    table's (name, type) columns afterwards. A table is described again only when this changed
-    it: each DESCRIBE is a round trip, and a write of the form tables syncs dozens."""
-    if table not in tables:
+    holds as text while the study's plan types them (those are read as raw text). `catalog`'s
+    entry for the table follows what this did without reading it back: a round trip per table
+    adds up when a write of the form tables syncs dozens."""
+    if table not in catalog:
         cursor.execute(sql.create_table_sql(table, wanted))
-        tables.add(table)
-        return [], list(table_columns(cursor, table).values())
-    have = table_columns(cursor, table)
+        catalog[table] = {col.upper(): (col, sql.catalog_type(ctype)) for col, ctype in wanted}
+        return []
+    have = catalog[table]
     leftovers = [col for upper, (col, _) in have.items() if upper.endswith(_WIDEN_SUFFIX)]
     for col in leftovers:
         # a widening cut short: finish it (renamed) or drop the half-made copy
@@ -239,26 +251,25 @@ def sync_schema(
         else:
             cursor.execute(sql.rename_column_sql(table, col, base))
     if leftovers:
-        have = table_columns(cursor, table)
+        have = catalog[table] = table_columns(cursor, table)
     text: list[str] = []
-    altered = False
     for col, ctype in wanted:
         current = have.get(col.upper())
         if current is None:
             cursor.execute(sql.add_column_sql(table, col, ctype))
-            altered = True
+            have[col.upper()] = (col, sql.catalog_type(ctype))
         elif sql.type_family(current[1]) == sql.type_family(ctype):
             continue
         elif sql.type_family(current[1]) == "TEXT":
             text.append(col)
         else:
-            _widen(cursor, table, current[0], [r for r in _raw_columns(cursor, table, col, tables)
+            _widen(cursor, table, current[0], [r for r in _raw_columns(cursor, table, col, catalog)
                                                 if r.upper() in have])
+            # dropped and re-added under its name: now the table's last column
+            del have[col.upper()]
+            have[col.upper()] = (current[0], sql.catalog_type("VARCHAR"))
             text.append(col)
-            altered = True
-    if altered:
-        have = table_columns(cursor, table)
-    return text, list(have.values())
+    return text
 
 
 def _widen(cursor: Any, table: str, column: str, raw_columns: list[str]) -> None:
@@ -319,8 +330,8 @@ def load_study(
     attempt = uuid.uuid4().hex[:12]
     try:
         step.table = sql.SYNC_STATE_TABLE
-        tables = existing_tables(cursor)
-        if sql.SYNC_STATE_TABLE not in tables:  # DDL: before any transaction
+        catalog = read_catalog(cursor)
+        if sql.SYNC_STATE_TABLE not in catalog:  # DDL: before any transaction
             cursor.execute(sql.sync_state_table_sql())
         applied = read_sync_state(cursor, write)
         keyed = write.keyed
@@ -338,7 +349,7 @@ def load_study(
             specs = [s for s in t.specs() if write.selects(s)]
             descriptions = {sql.name(s.name): s.form.column_descriptions()
                             for s in specs if s.form}
-            missing = sorted({sql.name(s.name) for s in specs} - tables)
+            missing = sorted({sql.name(s.name) for s in specs} - catalog.keys())
             if missing and plan.action != REWRITE:
                 # dropped by someone, or a form new to the study: the sync state cannot vouch
                 # for rows that are not there
@@ -349,7 +360,8 @@ def load_study(
                 step.table = "(count)"
                 rows = _study_rows(cursor, [sql.name(s.name) for s in specs], study)
                 return LoadReport(rows, {}, 0, time.perf_counter() - started, [], [], plan,
-                                  descriptions=descriptions)
+                                  descriptions=descriptions,
+                                  columns={t: list(catalog[t].values()) for t in rows})
             if key is not None:
                 # only the changed keys' rows are staged; their old rows are deleted by key
                 t.only_keys(key, plan.keys)
@@ -357,12 +369,13 @@ def load_study(
                 # DDL commits implicitly: the key table is made before the transaction
                 cursor.execute(sql.changed_keys_table_sql(_key_type(plan.keys)))
             loads: list[TableLoad] = []
-            columns: dict[str, list[tuple[str, str]]] = {}
+            synced: list[str] = []
             for spec in specs:
                 step.table, step.batch = sql.name(spec.name), "-"
                 schema = t.schema(spec)
                 wanted = [(sql.name(f.name), sql.snowflake_type(f.type)) for f in schema]
-                text, columns[step.table] = sync_schema(cursor, step.table, wanted, tables)
+                text = sync_schema(cursor, step.table, wanted, catalog)
+                synced.append(step.table)
                 path = stage_path(settings.stage_prefix, study, step.table, run_id, attempt)
                 load = TableLoad(step.table, path)
                 reader = t.read(spec, text_columns=text, batch_rows=settings.batch_size)
@@ -383,14 +396,14 @@ def load_study(
             stale: list[str] = []
             if "form" in write.tables:
                 mine = {ld.table for ld in loads}
-                stale = sorted(x for x in existing_tables(cursor)
+                stale = sorted(x for x in catalog
                                if x.startswith(sql.FORM_TABLE_PREFIX) and x not in mine)
             report = _transaction(cursor, write, settings, loads, stale, run_id, step,
                                   plan, applied, sql.name(key) if key else None)
         append_jsonl(Path(settings.manifest_file()), report.manifest)
         report.stage_paths = staged_paths
         report.descriptions = descriptions
-        report.columns = columns
+        report.columns = {table: list(catalog[table].values()) for table in synced}
         report.seconds = time.perf_counter() - started
         return report
     except DestinationError:

@@ -13,7 +13,7 @@ import pytest
 import snowflake.connector
 
 from imednet_assets.defs.lake.io_manager import LakeIOManager
-from imednet_assets.defs.sinks.snowflake import sql
+from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.snowflake.assets import snowflake_assets
 from imednet_assets.defs.sinks.snowflake.definitions import snowflake_resources
 from imednet_assets.defs.sinks.snowflake.resources import SnowflakeConnection, SnowflakeLoadSettings
@@ -114,20 +114,18 @@ class SnowSink:
         return sorted(self.execute(
             f'SELECT "ASSET", "STUDY_KEY", "ENTITY", "LAKE_TOKEN" FROM "{sql.SYNC_STATE_TABLE}"'))
 
+    def _catalog(self, table: str | None = None) -> loader.Catalog:
+        """The loader's own reading of the schema's tables and columns (same type names)."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return loader.read_catalog(self._conn.cursor(), table)
+
     def columns(self, table: str) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.execute(sql.describe_table_sql(table))]
+        return list(self._catalog(table).get(table, {}).values())
 
     def all_columns(self) -> dict[str, list[tuple[str, str]]]:
         """table -> its (column, type) in table order, for every table, in one query."""
-        out: dict[str, list[tuple[str, str]]] = {}
-        for table, column, ctype, precision, scale in self.execute(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE "
-            "FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
-            "ORDER BY TABLE_NAME, ORDINAL_POSITION"
-        ):
-            full = f"{ctype}({precision},{scale})" if precision is not None else ctype
-            out.setdefault(table, []).append((column, full))
-        return out
+        return {t: list(c.values()) for t, c in self._catalog().items()}
 
     def dump(self, table: str, study: str | None = None,
              columns: list[tuple[str, str]] | None = None) -> list[tuple]:
