@@ -30,7 +30,7 @@ from imednet_assets.webserver import (
 )
 
 if TYPE_CHECKING:
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance, RunsFilter
 
 
 def _register(data: Path) -> list[str]:
@@ -63,25 +63,26 @@ def _cli_seconds(data: Path) -> tuple[float, list[str]]:
         return time.perf_counter() - started, failed
 
 
-def unsuccessful_runs(instance: DagsterInstance) -> list[str]:
-    """The runs of the launched job that did not succeed, as `<run id>: <status>`. Only that
-    job's: the daemon's own schedules (the hourly freshness check) may be running beside it."""
+def unsuccessful_runs(instance: DagsterInstance, launched: RunsFilter) -> list[str]:
+    """The launched work's runs that did not succeed, as `<run id>: <status>`. Only those: the
+    daemon's schedules (the hourly freshness check, the nightly reconcile) may run beside it."""
     import dagster as dg
 
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=JOB))
-    return [f"{r.run_id}: {r.status.value}" for r in runs
+    return [f"{r.run_id}: {r.status.value}" for r in instance.get_runs(filters=launched)
             if r.status != dg.DagsterRunStatus.SUCCESS]
 
 
-def _failed_runs(data: Path) -> list[str]:
+def _failed_runs(data: Path, launched: RunsFilter) -> list[str]:
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(data / "dagster_home")
     with dg.DagsterInstance.get() as instance:
-        return unsuccessful_runs(instance)
+        return unsuccessful_runs(instance, launched)
 
 
 def measure(studies: int, subjects: int, latency_ms: float, seed: int) -> dict:
+    import dagster as dg
+
     from imednet_assets.simulator import SimulatorConfig, SimulatorServer
 
     config = SimulatorConfig(seed=seed, studies=studies, subjects=subjects, latency_ms=latency_ms,
@@ -98,11 +99,15 @@ def measure(studies: int, subjects: int, latency_ms: float, seed: int) -> dict:
         with dagster_dev(ui_data, env) as graphql:
             started = time.perf_counter()
             if len(keys) == 1:
-                how, status = "run", wait_run(graphql, launch_run(graphql, keys[0]))
+                run_id = launch_run(graphql, keys[0])
+                how, status = "run", wait_run(graphql, run_id)
+                launched = dg.RunsFilter(run_ids=[run_id])
             else:
-                how, status = "backfill", wait_backfill(graphql, launch_backfill(graphql, keys))
+                backfill_id = launch_backfill(graphql, keys)
+                how, status = "backfill", wait_backfill(graphql, backfill_id)
+                launched = dg.RunsFilter(tags={"dagster/backfill": backfill_id})
             ui_s = time.perf_counter() - started
-        failed_runs = _failed_runs(ui_data)
+        failed_runs = _failed_runs(ui_data, launched)
     return {"studies": studies, "records": records, "launched_as": how, "status": status,
             "cli_seconds": cli_s, "ui_seconds": ui_s, "cli_failed": cli_failed,
             "ui_failed_runs": failed_runs}
