@@ -9,13 +9,13 @@ Order, and why:
 0. The sync state is read and the plan made; a skip stops here (nothing staged or copied).
 1. Schema first (CREATE TABLE / ADD COLUMN / widen to text): DDL commits implicitly in Snowflake,
    so it cannot share the data transaction. It only ever adds, so a later failure harms nothing.
-2. Parquet files written locally and PUT to `@stage/<prefix>/<study>/<table>/<run_id>/`, a path no
-   earlier load used: Snowflake skips files it loaded before, so reusing a path after a DELETE would
-   load nothing.
+2. Parquet files written locally and PUT to `@stage/<prefix>/<study>/<run_id>/<attempt>/<table>/`,
+   a path no earlier load used: Snowflake skips files it loaded before, so reusing a path after a
+   DELETE would load nothing.
 3. `BEGIN; DELETE slice (apply: the changed keys' rows); COPY INTO ...; check every file LOADED
    with the expected rows; INSERT manifest rows; replace the sync state; COMMIT` - else ROLLBACK:
    the previous rows and the previous sync state stay.
-4. `REMOVE` of the run's stage folders whatever happened.
+4. One `REMOVE` of the attempt's stage folder whatever happened.
 """
 
 from __future__ import annotations
@@ -135,11 +135,16 @@ class LoadReport:
         return sum(self.loaded.values())
 
 
+def attempt_path(prefix: str, study: str, run_id: str, attempt: str) -> str:
+    """`<prefix>/<study>/<run_id>/<attempt>/`: the folder of one load's staged files, unique to
+    the run and to the attempt, so a retried step never meets files an earlier attempt left
+    behind, and one REMOVE clears every table's files."""
+    return "/".join([prefix, sql.path_segment(study), sql.path_segment(run_id), attempt]) + "/"
+
+
 def stage_path(prefix: str, study: str, table: str, run_id: str, attempt: str) -> str:
-    """`<prefix>/<study>/<table>/<run_id>/<attempt>/`: unique to the run, and to the attempt, so a
-    retried step never meets files an earlier attempt left behind."""
-    parts = [prefix, sql.path_segment(study), table, sql.path_segment(run_id), attempt]
-    return "/".join(parts) + "/"
+    """`<attempt folder>/<table>/`: where one table's files are staged and copied from."""
+    return f"{attempt_path(prefix, study, run_id, attempt)}{table}/"
 
 
 def _before_copy(cursor: Any, load: TableLoad) -> None:
@@ -415,11 +420,12 @@ def load_study(
             f"{step.table}, batch {step.batch}; nothing of this load was committed. {detail}"
         ) from None
     finally:
-        for path in staged_paths:
+        if staged_paths:  # every table's files, in one round trip
+            folder = attempt_path(settings.stage_prefix, study, run_id, attempt)
             try:
-                cursor.execute(sql.remove_sql(stage, path))
+                cursor.execute(sql.remove_sql(stage, folder))
             except Exception as err:  # noqa: BLE001 - cleanup must not hide the load's outcome
-                log(f"could not REMOVE {sql.stage_ref(stage, path)}: "
+                log(f"could not REMOVE {sql.stage_ref(stage, folder)}: "
                     f"{redact(str(err), list(secrets))[:300]}")
         with contextlib.suppress(Exception):
             cursor.close()

@@ -9,7 +9,12 @@ import pytest
 
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.sinks.snowflake import sql
-from imednet_assets.defs.sinks.snowflake.loader import SnowflakeWrite, check_copy, stage_path
+from imednet_assets.defs.sinks.snowflake.loader import (
+    SnowflakeWrite,
+    attempt_path,
+    check_copy,
+    stage_path,
+)
 from imednet_assets.defs.sinks.snowflake.staging import StagedFile
 from imednet_assets.defs.sinks.tabular import ENTITIES
 
@@ -39,7 +44,9 @@ def test_arrow_types_map_to_snowflake_types() -> None:
 
 def test_stage_statements() -> None:
     path = stage_path("imednet", "Study 1/ü", "FORM_VS", "run-1", "abc")
-    assert path.startswith("imednet/Study_1-") and path.endswith("/FORM_VS/run-1/abc/")
+    assert path.startswith("imednet/Study_1-") and path.endswith("/run-1/abc/FORM_VS/")
+    # one REMOVE of the attempt's folder clears every table's files
+    assert path.startswith(attempt_path("imednet", "Study 1/ü", "run-1", "abc"))
     assert sql.put_sql("/tmp/x/a.parquet", "IMEDNET_STAGE", path) == (
         f"PUT 'file:///tmp/x/a.parquet' @IMEDNET_STAGE/{path} PARALLEL=4 AUTO_COMPRESS=FALSE "
         "OVERWRITE=TRUE")
