@@ -333,6 +333,7 @@ def load_study(
     work = Path(tempfile.mkdtemp(prefix="imednet-snowflake-"))
     cursor = conn.cursor()
     attempt = uuid.uuid4().hex[:12]
+    folder = attempt_path(settings.stage_prefix, study, run_id, attempt)
     try:
         step.table = sql.SYNC_STATE_TABLE
         catalog = read_catalog(cursor)
@@ -374,13 +375,11 @@ def load_study(
                 # DDL commits implicitly: the key table is made before the transaction
                 cursor.execute(sql.changed_keys_table_sql(_key_type(plan.keys)))
             loads: list[TableLoad] = []
-            synced: list[str] = []
             for spec in specs:
                 step.table, step.batch = sql.name(spec.name), "-"
                 schema = t.schema(spec)
                 wanted = [(sql.name(f.name), sql.snowflake_type(f.type)) for f in schema]
                 text = sync_schema(cursor, step.table, wanted, catalog)
-                synced.append(step.table)
                 path = stage_path(settings.stage_prefix, study, step.table, run_id, attempt)
                 load = TableLoad(step.table, path)
                 reader = t.read(spec, text_columns=text, batch_rows=settings.batch_size)
@@ -408,7 +407,7 @@ def load_study(
         append_jsonl(Path(settings.manifest_file()), report.manifest)
         report.stage_paths = staged_paths
         report.descriptions = descriptions
-        report.columns = {table: list(catalog[table].values()) for table in synced}
+        report.columns = {ld.table: list(catalog[ld.table].values()) for ld in loads}
         report.seconds = time.perf_counter() - started
         return report
     except DestinationError:
@@ -421,7 +420,6 @@ def load_study(
         ) from None
     finally:
         if staged_paths:  # every table's files, in one round trip
-            folder = attempt_path(settings.stage_prefix, study, run_id, attempt)
             try:
                 cursor.execute(sql.remove_sql(stage, folder))
             except Exception as err:  # noqa: BLE001 - cleanup must not hide the load's outcome

@@ -14,6 +14,7 @@ import pytest
 from imednet_assets.client.arrow import SCHEMAS
 from imednet_assets.defs.lake.slice import LakeSlice
 from imednet_assets.defs.results import materialization
+from imednet_assets.defs.sinks.destination import column_schema
 from imednet_assets.defs.sinks.snowflake import loader, sql
 from imednet_assets.defs.sinks.tabular import ENTITIES, StudyTables
 from imednet_assets.local_servers import free_port
@@ -64,11 +65,10 @@ def assert_pages_show_the_catalog(snow: SnowSink, result: dg.ExecuteInProcessRes
     assert events
     for event in events:
         meta = event.materialization.metadata
-        tables = meta["table_rows"].value
-        shown = [(c.name, c.type) for c in meta["dagster/column_schema"].value.columns]
-        several = len(tables) > 1
-        assert shown == [(f"{t}.{name}" if several else name, ctype)
-                         for t in sorted(tables) for name, ctype in catalog[t]], event.asset_key
+        expected = column_schema({t: catalog[t] for t in meta["table_rows"].value}, {})
+        shown = meta["dagster/column_schema"].value.columns
+        assert [(c.name, c.type) for c in shown] == [
+            (c.name, c.type) for c in expected.columns], event.asset_key
 
 
 def test_every_table_lands_exactly_hostile_names_and_values_included(snow: SnowSink) -> None:
