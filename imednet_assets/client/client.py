@@ -280,17 +280,19 @@ class ImednetClient:
         filter: str | Term | None = None,
         record_data_filter: str | Term | None = None,
         sort: str | Sequence[str] | None = None,
+        expected_rows: int | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Yield each page's `data` list in page order: page 0 first (it tells `totalPages`), then
         the rest fetched concurrently through a window of at most `concurrency` pages, so memory
-        stays bounded however large the study is."""
+        stays bounded however large the study is. `expected_rows` (what a probe just counted)
+        starts the pages they fill together with page 0, a round trip sooner; a page past the
+        end page 0 then tells is cancelled, or read and dropped."""
         path = self._path(endpoint, study_key)
         params = self._list_params(filter, record_data_filter, sort)
-        first = await self._get_page(path, params, 0, endpoint, study_key)
-        yield first["data"]
-        total = first["pagination"]["totalPages"]
         window: deque[asyncio.Task[dict[str, Any]]] = deque()
+        dropped: list[asyncio.Task[dict[str, Any]]] = []
         next_page = 1
+        total = 1
 
         def refill() -> None:
             nonlocal next_page
@@ -300,6 +302,17 @@ class ImednetClient:
                 next_page += 1
 
         try:
+            if expected_rows:
+                total = min(-(-expected_rows // self.settings.page_size),
+                            self.settings.concurrency)
+                refill()
+            first = await self._get_page(path, params, 0, endpoint, study_key)
+            total = first["pagination"]["totalPages"]
+            while next_page > max(total, 1):  # started for rows that are not there
+                next_page -= 1
+                dropped.append(window.pop())
+                dropped[-1].cancel()
+            yield first["data"]
             refill()
             while window:
                 body = await window.popleft()
@@ -309,7 +322,7 @@ class ImednetClient:
         finally:
             for task in window:
                 task.cancel()
-            await asyncio.gather(*window, return_exceptions=True)
+            await asyncio.gather(*window, *dropped, return_exceptions=True)
 
     async def iter_batches(
         self,
@@ -319,8 +332,10 @@ class ImednetClient:
         filter: str | Term | None = None,
         record_data_filter: str | Term | None = None,
         sort: str | Sequence[str] | None = None,
+        expected_rows: int | None = None,
     ) -> AsyncIterator[pa.RecordBatch]:
-        """Pages of `entity` (snake_case, see arrow.SCHEMAS) as RecordBatches in its schema."""
+        """Pages of `entity` (snake_case, see arrow.SCHEMAS) as RecordBatches in its schema
+        (`expected_rows`: see `iter_pages`)."""
         if entity not in ENDPOINTS:
             raise ValueError(f"unknown entity {entity!r}; known: {', '.join(ENDPOINTS)}")
         if entity == "studies" and study_key is not None:
@@ -333,6 +348,7 @@ class ImednetClient:
             filter=filter,
             record_data_filter=record_data_filter,
             sort=sort,
+            expected_rows=expected_rows,
         )
         async with aclosing(pages):
             async for rows in pages:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import dagster as dg
 
 MODE_TAG = "imednet/mode"
+#: Rows the change sensor counted per entity (`records=1001,queries=3`): the run starts the
+#: pages they fill at once instead of learning their number from the first page.
+CHANGED_ROWS_TAG = "imednet/changed_rows"
 #: Which sensor or schedule asked for the run (shown in the UI's run list).
 TRIGGER_TAG = "imednet/trigger"
 FULL = "full"
@@ -23,3 +26,20 @@ def run_mode(context: dg.AssetExecutionContext) -> str:
 
 def mode_tags(mode: str) -> dict[str, str]:
     return {MODE_TAG: mode}
+
+
+def changed_rows_tags(rows: dict[str, int]) -> dict[str, str]:
+    """The tag of the changed rows a probe counted (none when it counted none)."""
+    text = ",".join(f"{entity}={n}" for entity, n in sorted(rows.items()) if n > 0)
+    return {CHANGED_ROWS_TAG: text} if text else {}
+
+
+def changed_rows(context: dg.AssetExecutionContext) -> dict[str, int]:
+    """The changed rows the run's tags announce per entity; a malformed tag announces none
+    (it only decides how many pages start at once)."""
+    rows: dict[str, int] = {}
+    for item in context.run.tags.get(CHANGED_ROWS_TAG, "").split(","):
+        entity, _, n = item.partition("=")
+        if n.isdigit():
+            rows[entity] = int(n)
+    return rows

@@ -97,6 +97,38 @@ def test_concurrency_bound_is_respected_and_page_zero_goes_alone(server: Scripte
     assert sorted(r.page for r in rest) == list(range(1, 30))
 
 
+def test_expected_rows_start_their_pages_with_page_zero(server: ScriptedServer):
+    # 4 pages of 2 rows, expected 7 rows: pages 0-3 start together (the probe counted them)
+    server.fallback = paged(4, delay=lambda p: 0.05)
+    pages = run(collect(make_settings(server.base_url, concurrency=8), expected_rows=7))
+    assert [row["n"] for page in pages for row in page] == list(range(8))
+    page0 = next(r for r in server.requests if r.page == 0)
+    assert sorted(r.page for r in server.requests) == [0, 1, 2, 3]
+    assert all(r.started < page0.finished for r in server.requests)
+
+
+def test_expected_pages_past_the_end_are_dropped(server: ScriptedServer):
+    # 2 pages where 5 were expected: pages 2-4 (answered with rows here) are not yielded
+    server.fallback = paged(2)
+    pages = run(collect(make_settings(server.base_url, concurrency=8), expected_rows=9))
+    assert [row["n"] for page in pages for row in page] == list(range(4))
+    assert all(r.page < 5 for r in server.requests)
+
+
+def test_pages_past_the_expected_ones_are_read(server: ScriptedServer):
+    server.fallback = paged(6)
+    pages = run(collect(make_settings(server.base_url, concurrency=8), expected_rows=3))
+    assert [row["n"] for page in pages for row in page] == list(range(12))
+    assert sorted(r.page for r in server.requests) == list(range(6))
+
+
+def test_expected_rows_stay_within_the_concurrency_bound(server: ScriptedServer):
+    server.fallback = paged(30, delay=lambda p: 0.05)
+    pages = run(collect(make_settings(server.base_url, concurrency=3), expected_rows=60))
+    assert len(pages) == 30
+    assert server.max_in_flight == 3
+
+
 def test_window_is_bounded_and_closing_stops_fetching(server: ScriptedServer):
     server.fallback = paged(2000, delay=lambda p: 0.01)
 

@@ -9,8 +9,9 @@ import dagster as dg
 from imednet_assets.client.sync import list_studies_sync
 from imednet_assets.defs.automation.changes import REQUESTS_PER_STUDY, probe_study
 from imednet_assets.defs.automation.selection import run_selection
+from imednet_assets.defs.ingest.assets import WATERMARKS
 from imednet_assets.defs.lake.io_manager import LakeIOManager
-from imednet_assets.defs.modes import INCREMENTAL, TRIGGER_TAG, mode_tags
+from imednet_assets.defs.modes import INCREMENTAL, TRIGGER_TAG, changed_rows_tags, mode_tags
 from imednet_assets.defs.partitions import STUDY_PARTITIONS_NAME, study_partitions
 from imednet_assets.defs.resources import ImednetResource
 
@@ -100,7 +101,10 @@ def study_change_sensor(
             partition_key=study,
             # one run per study and newest change: a re-evaluated tick never launches it twice
             run_key=f"{study}:{mark}",
-            tags={**mode_tags(INCREMENTAL), TRIGGER_TAG: "study_change_sensor"},
+            tags={**mode_tags(INCREMENTAL), TRIGGER_TAG: "study_change_sensor",
+                  # the rows in the window the run reads again (the others are read whole)
+                  **changed_rows_tags({p.entity: p.api_rows for p in probes
+                                       if p.changed and p.entity in WATERMARKS})},
             asset_selection=selection.assets,
             asset_check_keys=selection.checks,
         ))

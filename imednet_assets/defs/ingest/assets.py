@@ -23,7 +23,7 @@ from imednet_assets.defs.execution import step_tags
 from imednet_assets.defs.ingest.read_ahead import ReadAhead
 from imednet_assets.defs.lake.io_manager import LakeIOManager
 from imednet_assets.defs.lake.slice import FORM_COLUMN, STUDY_COLUMN, Incremental, LakeWrite
-from imednet_assets.defs.modes import INCREMENTAL, run_mode
+from imednet_assets.defs.modes import INCREMENTAL, changed_rows, run_mode
 from imednet_assets.defs.partitions import study_partitions
 from imednet_assets.defs.resources import ImednetResource
 
@@ -91,21 +91,23 @@ def _batches(settings: ClientSettings, entity: str, study_key: str) -> Iterator[
 
 def _incremental(
     settings: ClientSettings, entity: str, study_key: str, lag_s: float,
-    start: datetime | None, ahead: ReadAhead,
+    start: datetime | None, ahead: ReadAhead, expected_rows: int | None = None,
 ) -> Incremental:
     """The changes from `start` (the slice's watermark minus the lag) and the count are read
-    ahead; should the lake start earlier (its slice changed meanwhile), it reads again."""
+    ahead; should the lake start earlier (its slice changed meanwhile), it reads again.
+    `expected_rows`: what the change sensor counted from `start`."""
     attribute = WATERMARKS[entity][0]
 
-    def changes(since: datetime) -> Iterator[pa.RecordBatch]:
-        return iter_batches_sync(settings, entity, study_key,
+    def changes(since: datetime, expected: int | None = None) -> Iterator[pa.RecordBatch]:
+        return iter_batches_sync(settings, entity, study_key, expected_rows=expected,
                                  filter=str(term(attribute, ">=", since)))
 
     def count() -> Iterator[int]:
         yield count_sync(settings, entity, study_key)
 
     name = f"imednet-ahead-{entity}-{study_key}"
-    take_changes = ahead.add(lambda: changes(start), name) if start is not None else None
+    take_changes = (ahead.add(lambda: changes(start, expected_rows), name)
+                    if start is not None else None)
     take_count = ahead.add(count, name)
 
     def changes_since(since: datetime) -> Iterator[pa.RecordBatch]:
@@ -157,6 +159,7 @@ def imednet_ingest(
 ) -> Any:
     settings = imednet.settings()
     incremental = run_mode(context) == INCREMENTAL
+    expected = changed_rows(context) if incremental else {}
     # an incremental run's reads are small: they start ahead of the lake and overlap
     ahead = ReadAhead(window=settings.concurrency) if incremental else None
     outputs = []
@@ -171,7 +174,9 @@ def imednet_ingest(
             if ahead is not None and entity in WATERMARKS:
                 lag = imednet.incremental_lag_s
                 start = lake_io_manager.incremental_start(entity, study, lag)
-                inc = _incremental(settings, entity, study, lag, start, ahead)
+                # the sensor's counts are of the one study it launched the run for
+                hint = expected.get(entity) if len(context.partition_keys) == 1 else None
+                inc = _incremental(settings, entity, study, lag, start, ahead, hint)
             elif ahead is not None:
                 batches = _taken(ahead.add(partial(_batches, settings, entity, study),
                                            f"imednet-ahead-{entity}-{study}"))

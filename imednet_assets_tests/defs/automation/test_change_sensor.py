@@ -13,7 +13,13 @@ from imednet_assets.defs.automation.schedules import (
     study_reconcile_schedule,
 )
 from imednet_assets.defs.automation.sensors import study_change_sensor
-from imednet_assets.defs.modes import FULL, INCREMENTAL, MODE_TAG, TRIGGER_TAG
+from imednet_assets.defs.modes import (
+    CHANGED_ROWS_TAG,
+    FULL,
+    INCREMENTAL,
+    MODE_TAG,
+    TRIGGER_TAG,
+)
 from imednet_assets.simulator import SimulatorServer
 from imednet_assets_tests.defs.automation.conftest import job_definitions
 from imednet_assets_tests.defs.ingest.test_incremental import (
@@ -70,6 +76,21 @@ def test_a_changed_study_gets_an_incremental_run_the_other_none(sim, instance, l
     assert request.run_key.startswith(f"{one}:")
     # the same change asked twice is the same run key: Dagster never launches it twice
     assert tick(instance, lake).run_requests[0].run_key == request.run_key
+
+
+def test_the_request_counts_the_rows_its_run_reads(sim, instance, lake, tmp_path):
+    one, _ = sorted(sim.stats())
+    sim.advance(study_key=one, modify=7)
+    [request] = tick(instance, lake).run_requests
+    counted = dict(item.split("=") for item in request.tags[CHANGED_ROWS_TAG].split(","))
+    # only the entities read by their watermark: the metadata is read whole
+    assert sorted(counted) == ["record_revisions", "records"]
+    # pages of 2: the run starts the 4 or more pages of each together with its first
+    result = ingest(lake, instance, one, INCREMENTAL, tags=dict(request.tags), page_size=2)
+    for entity, rows in counted.items():
+        assert meta(result, entity)["mode_reason"].startswith(f"read {rows} rows with ")
+    assert meta(result, "records")["rows_updated"] == 7
+    assert_like_a_fresh_full_refresh(lake, one, tmp_path)
 
 
 def test_a_tie_in_the_watermark_second_is_seen_and_lands(sim, instance, lake, tmp_path):

@@ -20,9 +20,10 @@ pytestmark = pytest.mark.usefixtures("imednet_env")
 
 
 def ingest(root: Path, instance: dg.DagsterInstance, study: str, mode: str = FULL,
-           **knobs) -> dg.ExecuteInProcessResult:
+           tags: dict[str, str] | None = None, **knobs) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        ingest_assets, partition_key=study, instance=instance, tags=mode_tags(mode),
+        ingest_assets, partition_key=study, instance=instance,
+        tags={**(tags or {}), **mode_tags(mode)},
         resources={"imednet": imednet_resource(**knobs),
                    "lake_io_manager": LakeIOManager(root=str(root))},
     )
