@@ -121,6 +121,7 @@ def _incremental(
         api_count=lambda: next(take_count()),
         lag_s=lag_s,
         append_only=entity in APPEND_ONLY,
+        expected_rows=expected_rows,
     )
 
 

@@ -337,6 +337,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
             live, slot.staged, schema, key, write.split_by, self.rows_per_file,
             self.row_group_rows, reader=None if write.incremental.append_only else reader)
         try:
+            expected = write.incremental.expected_rows
+            if expected:  # the sensor counted changes: their plan needs the slice's keys
+                reading = reader.submit(current.columns, held_columns)
+                merger.read_likely(expected)
             for raw in write.incremental.changes_since(since):
                 batch = _conform(raw, schema)
                 _check_study(batch, write.study_key)

@@ -117,6 +117,9 @@ class Incremental:
     writes land late."""
     append_only: bool = False
     """New rows only (record revisions): kept files stay as they are, new rows go to a new file."""
+    expected_rows: int | None = None
+    """Rows the change sensor counted in the window read: enough of them touch every big folder,
+    which the lake then starts reading before the first change arrives."""
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The incremental merge of changed rows into a slice's folders: the order it writes, and the
 folders it reads ahead while the changes arrive."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -87,3 +88,29 @@ def test_folders_read_ahead_are_rewritten_once_and_folders_left_alone_keep_their
     for form in ("B", "C"):  # the same files: hard links of the live ones
         for path in (live / f"form_key={form}").glob("*.parquet"):
             assert (staged / f"form_key={form}" / path.name).stat().st_ino == path.stat().st_ino
+
+
+@pytest.mark.parametrize(("expected_rows", "read"), [
+    (None, []),  # no count from the sensor: nothing is read before the changes arrive
+    (2, []),  # A holds over 2/3 of the bytes: 2 rows give it under 2 changes, too few
+    (5, ["form_key=A"]),  # over 3 changes for A; under 1 for B and C (under 1/6 each)
+    (30, ["form_key=A", "form_key=B", "form_key=C"]),  # over 3 for B and C too
+])
+def test_folders_a_counted_change_will_touch_are_read_before_it_arrives(
+    tmp_path, monkeypatch, expected_rows, read
+):
+    noise = [os.urandom(3000).hex() for _ in range(8)]  # incompressible: bytes follow rows
+    held = table([("A", i, noise[i], OLD) for i in range(6)]
+                 + [("B", 10, noise[6], OLD), ("C", 20, noise[7], OLD)])
+    live = live_slice(tmp_path, held)
+    sizes = {p.name: merge._bytes(p) for p in live.iterdir()}
+    total = sum(sizes.values())
+    assert sizes["form_key=A"] / total > 2 / 3 and sizes["form_key=B"] / total < 1 / 6
+    reads: list[str] = []
+    monkeypatch.setattr(merge, "read_folder", lambda folder, schema: reads.append(folder.name))
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        merger = SliceMerger(live, tmp_path / "staged", SCHEMA, "record_id", "form_key", 100,
+                             4, reader=reader)
+        merger.read_likely(expected_rows)
+    assert sorted(reads) == read
+    assert reads[:1] == read[:1]  # the biggest first
