@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -196,9 +197,43 @@ class LakeSlice:
         return table.select(names)
 
     def distinct(self, column: str) -> list[str]:
-        """The sorted non-null values of one column of the slice."""
-        values = pc.unique(self.columns([column]).column(column)).to_pylist()
+        """The sorted non-null values of one column of the slice: from the folder names when
+        the slice is split by it (records by `form_key`), else from the column's rows."""
+        values = self._folder_values(column)
+        if values is None:
+            values = set(pc.unique(self.columns([column]).column(column)).to_pylist())
         return sorted(v for v in values if v is not None)
+
+    def _folder_values(self, column: str) -> set[Any] | None:
+        """The values of `column` when every file lies in a `<column>=<value>` folder and its
+        statistics show that one value in every row group (min = max = the folder's value,
+        or all nulls in the null folder); else None (the rows are read instead)."""
+        values: set[Any] = set()
+        for path in self.files:
+            prefix, _, folder_value = path.parent.name.partition("=")
+            if prefix != column:
+                return None
+            meta = pq.ParquetFile(path).metadata
+            leaf = next((i for i in range(meta.num_columns)
+                         if meta.schema.column(i).path == column), None)
+            if leaf is None:
+                return None
+            for g in range(meta.num_row_groups):
+                rows = meta.row_group(g).num_rows
+                stats = meta.row_group(g).column(leaf).statistics
+                if stats is None or not stats.has_null_count:
+                    return None
+                if stats.null_count == rows:
+                    value = None
+                elif stats.null_count == 0 and stats.has_min_max and stats.min == stats.max:
+                    value = stats.min
+                else:
+                    return None
+                # a value cut short in the statistics would not name the folder
+                if encode(value) != folder_value:
+                    return None
+                values.add(value)
+        return values
 
     @property
     def num_rows(self) -> int:
