@@ -198,6 +198,14 @@ def _count(conn: duckdb.DuckDBPyConnection, statement: str, params: list) -> int
     return int(row[0]) if row else 0
 
 
+def _counts(conn: duckdb.DuckDBPyConnection, tables: list[str], study: str) -> dict[str, int]:
+    """The study's rows in each of `tables`, in one statement."""
+    if not tables:
+        return {}
+    rows = conn.execute(sql.count_slices_sql(tables), [study] * len(tables)).fetchall()
+    return {tables[i]: int(n) for i, n in rows}
+
+
 def _sync_state(conn: duckdb.DuckDBPyConnection, write: StudyWrite) -> dict[str, str]:
     conn.execute(sql.create_sync_state_sql())
     rows = conn.execute(sql.SYNC_STATE.select(), [write.asset_name, write.study_key])
@@ -241,9 +249,8 @@ def write_study(
         plan = plan_changes(write.slices, applied, write.keyed[0] if write.keyed else None)
         if plan.action == SKIP:
             tables = known.get(conn)
-            counts = {load.table: conn.execute(sql.count_slice_sql(load.table),
-                                               [write.study_key]).fetchone()[0]
-                      for load in write.loads if load.table.lower() in tables}
+            held = [load.table for load in write.loads if load.table.lower() in tables]
+            counts = _counts(conn, held, write.study_key)
             return WriteOutcome(counts, plan, columns=_columns_of(tables, list(counts)))
         key = write.keyed[1] if write.keyed and plan.action == APPLY else None
         if key is not None:
@@ -280,7 +287,6 @@ def write_study(
                         elif key in tables.get(other.lower(), {}):
                             removed += _count(conn, sql.delete_keys_sql(other, key),
                                               [write.study_key])
-            counts: dict[str, int] = {}
             for load in write.loads:
                 table = load.table
                 types = {k: v[1] for k, v in tables.get(table.lower(), {}).items()}
@@ -291,9 +297,8 @@ def write_study(
                     removed += _count(conn, sql.delete_keys_sql(table, key), [write.study_key])
                 _before_insert(conn, table)
                 added += _count(conn, sql.insert_by_name_sql(table, select), [])
-                counts[table] = conn.execute(
-                    sql.count_slice_sql(table), [write.study_key]
-                ).fetchone()[0]
+            table = "(row counts)"
+            counts = _counts(conn, [load.table for load in write.loads], write.study_key)
             table = "(sync state)"
             conn.execute(sql.SYNC_STATE.delete(), [write.asset_name, write.study_key])
             for entity, token in plan.tokens.items():

@@ -98,6 +98,14 @@ def count_slice_sql(table: str) -> str:
     return f"SELECT count(*) FROM {table_ref(table)} WHERE {quote_ident('study_key')} = ?"
 
 
+def count_slices_sql(tables: list[str]) -> str:
+    """The study's rows in each table, one row (table position, count) per table, in one
+    statement (a write of every form table asks for a dozen); one `?` per table."""
+    return " UNION ALL ".join(
+        f"SELECT {i} AS i, count(*) FROM {table_ref(t)} WHERE {quote_ident('study_key')} = ?"
+        for i, t in enumerate(tables))
+
+
 def preview_slice_sql(table: str, limit: int = 5) -> str:
     return f"SELECT * FROM {table_ref(table)} WHERE {quote_ident('study_key')} = ? LIMIT {limit}"
 
