@@ -1,5 +1,5 @@
 """imednet-assets: iMednet EDC data as Dagster assets, into the lake and every destination."""
 
-from imednet_assets.arrow_memory import use_jemalloc
+from imednet_assets.runtime import configure
 
-use_jemalloc()  # before any table is built: every buffer of the process comes from one pool
+configure()  # first: before pyarrow and numpy load, and before any table is built

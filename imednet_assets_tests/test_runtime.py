@@ -1,0 +1,50 @@
+"""The package sets up Arrow's memory pool and numpy's BLAS threads when it is imported, before
+either loads; what the environment already says is kept."""
+
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from imednet_assets.runtime import BLAS_THREADS_ENV, POOL_ENV
+
+# a fresh interpreter imports the package, then Parquet writes and reads a table: which pools
+# served Arrow's allocations, Parquet's own buffers included
+PROBE = """
+import io, json, os
+import imednet_assets
+import pyarrow as pa, pyarrow.parquet as pq
+table = pa.table({"k": list(range(100_000)), "v": [str(i) for i in range(100_000)]})
+buffer = io.BytesIO()
+pq.write_table(table, buffer, compression="zstd")
+pq.read_table(io.BytesIO(buffer.getvalue()))
+print(json.dumps({"pool": pa.default_memory_pool().backend_name,
+                  "blas": os.environ.get("OPENBLAS_NUM_THREADS"),
+                  "mimalloc": pa.mimalloc_memory_pool().max_memory(),
+                  "jemalloc": pa.jemalloc_memory_pool().max_memory()}))
+"""
+
+
+def _probe(**env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if k not in (POOL_ENV, BLAS_THREADS_ENV)}
+    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env},
+                         capture_output=True, text=True, check=True)
+    return orjson.loads(out.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jemalloc: Linux wheels")
+def test_every_arrow_allocation_comes_from_jemalloc():
+    seen = _probe()
+    assert seen["pool"] == "jemalloc"
+    assert seen["jemalloc"] > 0
+    assert seen["mimalloc"] == 0  # Parquet's buffers too, not only pyarrow's calls
+    assert seen["blas"] == "1"
+
+
+def test_what_the_environment_chose_is_kept():
+    seen = _probe(**{POOL_ENV: "system", BLAS_THREADS_ENV: "2"})
+    assert seen["pool"] == "system"
+    assert seen["jemalloc"] == seen["mimalloc"] == 0
+    assert seen["blas"] == "2"
