@@ -80,6 +80,17 @@ def read_start(watermark: str | None, lag_s: float) -> datetime | None:
     return datetime.strptime(watermark, WATERMARK_FORMAT) - timedelta(seconds=lag_s)
 
 
+def _held(lake: LakeSlice, columns: list[str], mark: str, since: datetime | None,
+          ) -> tuple[pa.Table, int]:
+    """The slice's columns a merge plan compares with (only its rows with `mark >= since` when
+    `since` is given; none at all: the row count alone), and its row count."""
+    if since is None:
+        held = lake.columns(columns)
+        return held, held.num_rows
+    in_window = pc.field(mark) >= pa.scalar(since, pa.timestamp("ms"))
+    return lake.columns(columns, where=in_window), lake.num_rows
+
+
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """The batch in the slice's schema (same names and types), or a clear error."""
     if batch.schema.equals(schema, check_metadata=False):
@@ -329,7 +340,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
         assert live is not None  # the slice has a manifest, so it exists
         current = LakeSlice.at(live, write.entity, write.study_key, schema)
         parts = []
-        reading: Future[pa.Table] | None = None
+        reading: Future[tuple[pa.Table, int]] | None = None
+        # an appended row never changes: only rows from `since` on can come in again
+        window = since if write.incremental.append_only else None
         # one reader thread: the slice's keys, then (unless only rows are added) the live
         # folders the changes go to, while the rest of the changes arrive from the API
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imednet-lake-read")
@@ -339,19 +352,21 @@ class LakeIOManager(dg.ConfigurableIOManager):
         try:
             expected = write.incremental.expected_rows
             if expected:  # the sensor counted changes: their plan needs the slice's keys
-                reading = reader.submit(current.columns, held_columns)
+                reading = reader.submit(_held, current, held_columns, mark, window)
                 merger.read_likely(expected)
             for raw in write.incremental.changes_since(since):
                 batch = _conform(raw, schema)
                 _check_study(batch, write.study_key)
                 if reading is None and batch.num_rows:
-                    reading = reader.submit(current.columns, held_columns)
+                    reading = reader.submit(_held, current, held_columns, mark, window)
                 merger.read_ahead(batch)
                 parts.append(batch)
             # nothing read: the row count is all the plan needs (no column is read)
-            held = reading.result() if reading is not None else current.columns([])
+            held, held_rows = (reading.result() if reading is not None
+                               else _held(current, [], mark, None))
             incoming = pa.Table.from_batches(parts, schema=schema)
-            plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by)
+            plan = plan_merge(incoming, held, key=key, watermark=mark, split_by=write.split_by,
+                              held_rows=held_rows)
             stats: dict[str, Any] = {
                 "mode": INCREMENTAL, "reason": f"read {incoming.num_rows} rows with {mark} >= "
                 f"{since.strftime(WATERMARK_FORMAT)}", "read": incoming.num_rows,

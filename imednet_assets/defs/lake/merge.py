@@ -62,15 +62,18 @@ def latest_per_key(table: pa.Table, key: str, watermark: str) -> pa.Table:
 
 
 def plan_merge(
-    incoming: pa.Table, held: pa.Table, *, key: str, watermark: str, split_by: str | None
+    incoming: pa.Table, held: pa.Table, *, key: str, watermark: str, split_by: str | None,
+    held_rows: int | None = None,
 ) -> MergePlan:
     """Compare incoming rows with the slice's `held` key columns (key, watermark and, when the
     entity has them, `deleted` and `split_by`). Rows held with the same key and watermark are
     dropped: the inclusive read overlaps the previous one on purpose. With nothing incoming,
-    `held` may be the slice's row count alone (a table without columns)."""
+    `held` may be the slice's row count alone (a table without columns). `held_rows`: the
+    slice's rows when `held` is only some of them (an append-only slice's read window)."""
+    held_rows = held.num_rows if held_rows is None else held_rows
     if not incoming.num_rows:
         return MergePlan(changed=incoming, inserted=0, updated=0, deleted=0,
-                         held_rows=held.num_rows, affected=set())
+                         held_rows=held_rows, affected=set())
     incoming = latest_per_key(incoming, key, watermark)
     at = pc.index_in(incoming.column(key), value_set=held.column(key))
     held_mark = pc.take(held.column(watermark), at)
@@ -95,7 +98,7 @@ def plan_merge(
         inserted=inserted,
         updated=changed.num_rows - inserted,
         deleted=deleted,
-        held_rows=held.num_rows,
+        held_rows=held_rows,
         affected=affected,
     )
 

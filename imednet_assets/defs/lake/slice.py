@@ -182,12 +182,13 @@ class LakeSlice:
     def dataset(self) -> pads.Dataset:
         return pads.dataset([str(f) for f in self.files], schema=self.schema, format="parquet")
 
-    def columns(self, names: list[str]) -> pa.Table:
-        """These columns of the whole slice (small ones: dictionaries, keys); a column the slice
-        does not have comes back as nulls, an empty slice as no rows."""
+    def columns(self, names: list[str], where: pc.Expression | None = None) -> pa.Table:
+        """These columns of the slice's rows (those `where` keeps; small columns: dictionaries,
+        keys); a column the slice does not have comes back as nulls, an empty slice as no
+        rows."""
         present = [c for c in names if c in self.schema.names]
         table = (
-            self.dataset().to_table(columns=present)
+            self.dataset().to_table(columns=present, filter=where)
             if self.files
             else self.schema.empty_table().select(present)
         )

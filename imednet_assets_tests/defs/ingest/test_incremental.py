@@ -87,6 +87,13 @@ def test_changes_land_by_key_and_untouched_folders_keep_their_bytes(sim, instanc
     touched = set(changed["modified"] + changed["added"] + changed["deleted"])
     assert set(after_manifest.keys_since(manifest.token)) == touched
     assert meta(result, "subjects")["rows_deleted"] == 1
+    # the audit trail only grows: its merge compares with the rows of the read window alone,
+    # and the window's overlap with the last read (rows held already) is dropped, not doubled
+    trail = meta(result, "record_revisions")
+    assert trail["mode"] == INCREMENTAL
+    read = int(trail["mode_reason"].split()[1])
+    assert read > trail["rows_inserted"] > 0
+    assert (trail["rows_updated"], trail["rows_deleted"]) == (0, 0)
     # forms none of the changed records belong to keep their files (same inode: not rewritten)
     table = lake_tables(lake, study)["records"]
     forms_touched = set(table.filter(pa.compute.is_in(table["record_id"], pa.array(
