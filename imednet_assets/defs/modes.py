@@ -3,6 +3,8 @@ since the lake's watermark. Without the tag a run is a full refresh (a replay, a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 MODE_TAG = "imednet/mode"
@@ -34,12 +36,12 @@ def changed_rows_tags(rows: dict[str, int]) -> dict[str, str]:
     return {CHANGED_ROWS_TAG: text} if text else {}
 
 
-def changed_rows(context: dg.AssetExecutionContext) -> dict[str, int]:
-    """The changed rows the run's tags announce per entity; a malformed tag announces none
+def changed_rows(tags: Mapping[str, str]) -> dict[str, int]:
+    """The changed rows a run's tags announce per entity; a malformed item announces nothing
     (it only decides how many pages start at once)."""
     rows: dict[str, int] = {}
-    for item in context.run.tags.get(CHANGED_ROWS_TAG, "").split(","):
+    for item in tags.get(CHANGED_ROWS_TAG, "").split(","):
         entity, _, n = item.partition("=")
-        if n.isdigit():
+        if n.isascii() and n.isdigit():
             rows[entity] = int(n)
     return rows

@@ -160,7 +160,7 @@ def imednet_ingest(
 ) -> Any:
     settings = imednet.settings()
     incremental = run_mode(context) == INCREMENTAL
-    expected = changed_rows(context) if incremental else {}
+    expected = changed_rows(context.run.tags) if incremental else {}
     # an incremental run's reads are small: they start ahead of the lake and overlap
     ahead = ReadAhead(window=settings.concurrency) if incremental else None
     outputs = []
