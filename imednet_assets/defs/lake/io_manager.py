@@ -22,7 +22,7 @@ from pydantic import Field, PrivateAttr
 from imednet_assets.defs.lake.files import FileRoller
 from imednet_assets.defs.lake.local import LocalSlices
 from imednet_assets.defs.lake.manifest import FULL, INCREMENTAL, SliceManifest
-from imednet_assets.defs.lake.merge import DELETED_COLUMN, SliceMerger, plan_merge
+from imednet_assets.defs.lake.merge import DELETED_COLUMN, READ_THREADS, SliceMerger, plan_merge
 from imednet_assets.defs.lake.object_slices import ObjectStoreSlices
 from imednet_assets.defs.lake.object_store import ObjectStore
 from imednet_assets.defs.lake.slice import (
@@ -343,9 +343,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
         reading: Future[tuple[pa.Table, int]] | None = None
         # an appended row never changes: only rows from `since` on can come in again
         window = since if write.incremental.append_only else None
-        # one reader thread: the slice's keys, then (unless only rows are added) the live
+        # reader threads: the slice's keys, then (unless only rows are added) the live
         # folders the changes go to, while the rest of the changes arrive from the API
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imednet-lake-read")
+        reader = ThreadPoolExecutor(max_workers=READ_THREADS,
+                                    thread_name_prefix="imednet-lake-read")
         merger = SliceMerger(
             live, slot.staged, schema, key, write.split_by, self.rows_per_file,
             self.row_group_rows, reader=None if write.incremental.append_only else reader)

@@ -22,6 +22,10 @@ from imednet_assets.defs.lake.slice import encode
 DELETED_COLUMN = "deleted"
 REWRITE_THREADS = min(4, os.cpu_count() or 1)
 """Folders rewritten at once (each holds one folder's rows in memory)."""
+READ_THREADS = min(4, os.cpu_count() or 1)
+"""Live folders read ahead at once: a read is mostly zstd and decoding, which release the GIL,
+and a rewrite waits for its folder's read (one reader: 1% of 100,000 records took 0.65 s, two:
+0.55 s, medians of 5 interleaved runs)."""
 READ_AHEAD_BYTES = 24 << 20
 """Parquet bytes of live folders read while the changes still arrive (they take about eight
 times that in memory): a study of a few 100,000 records is read whole, a bigger one in part."""
