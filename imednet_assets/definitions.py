@@ -39,6 +39,7 @@ from imednet_assets.defs.sinks.odm import definitions as odm_definitions
 from imednet_assets.defs.sinks.snowflake import definitions as snowflake_definitions
 from imednet_assets.defs.sinks.sql import definitions as sql_definitions
 from imednet_assets.defs.sinks.statistical import definitions as statistical_definitions
+from imednet_assets.runtime import freeze_loaded
 from imednet_assets.settings import API_KEY_ENV, BASE_URL_ENV, SECURITY_KEY_ENV
 
 # Only `defs` may be a Definitions at module scope (Dagster refuses several), hence a function.
@@ -102,3 +103,5 @@ defs = dg.Definitions.merge(
     *(DESTINATIONS[name].build_defs() for name in configured_destinations()),
     _top_level_defs(),
 )
+
+freeze_loaded()  # last: everything above lives as long as the process

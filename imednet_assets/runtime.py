@@ -8,11 +8,16 @@ load (the package imports this first); a value the environment already has is ke
   not go through pyarrow's default pool.
 - numpy's OpenBLAS: one thread. Its idle threads spin on the cores while waiting for work,
   and the package does no linear algebra that would give them any.
+
+Once the definitions are built, `freeze_loaded` takes what is loaded out of the cyclic garbage
+collector's reach (see there).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import os
 import sys
 
@@ -35,3 +40,15 @@ def configure() -> str:
         with contextlib.suppress(NotImplementedError):
             pa.set_memory_pool(pa.jemalloc_memory_pool())
     return pa.default_memory_pool().backend_name
+
+
+def freeze_loaded() -> int:
+    """Move every object alive now (modules, classes, the Dagster definitions: about 190,000
+    of them) to the collector's permanent generation, so that a full collection during a run no
+    longer walks them: each one cost about 100 ms, at any point of a run (an incremental
+    refresh takes about 0.5 s). They are unfrozen at exit, where extension modules check that
+    their objects were released. Returns how many objects are frozen."""
+    gc.freeze()
+    atexit.unregister(gc.unfreeze)  # once, however often the definitions are rebuilt
+    atexit.register(gc.unfreeze)
+    return gc.get_freeze_count()
